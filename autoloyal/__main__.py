@@ -1,0 +1,3 @@
+from autoloyal.cli import main
+
+main()

@@ -1,0 +1,261 @@
+"""The `autoloyal` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from autoloyal.app import DatabaseUnavailable, masked_url, open_app
+from autoloyal.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from autoloyal.run import UnknownRole, parse_roles, run
+from crm.clock import local_today, system_clock
+from crm.demo.load import DemoError, export_demo, load_demo
+from crm.importing import IMPORTERS, ImportFileError, ImportReport, run_import
+from storage import current_revision
+from storage.engine import DatabaseUrlError
+from storage.migrate import head_revision
+
+T = TypeVar("T")
+
+# Errors a user causes and can fix: one line on stderr, exit code 2, no traceback.
+USER_ERRORS = (
+    ConfigError,
+    DatabaseUrlError,
+    DatabaseUnavailable,
+    ImportFileError,
+    DemoError,
+    UnknownRole,
+)
+PROGRESS_THRESHOLD = 3000  # rows; smaller files finish before a bar is worth drawing
+
+app = typer.Typer(
+    name="autoloyal",
+    help="Loyalty and messaging platform for car service centres and dealerships.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+out = Console()
+
+
+class Kind(enum.StrEnum):
+    clients = "clients"
+    cars = "cars"
+    visits = "visits"
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar=CONFIG_ENV,
+            help="Config file (default ./config.toml; without one the built-in defaults run).",
+            dir_okay=False,
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = guarded(lambda: load_settings(config)[0])
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or update the schema to the latest version (safe to run again)."""
+    settings = settings_of(ctx)
+
+    async def upgrade() -> str | None:
+        async with open_app(settings) as opened:
+            return await current_revision(opened.engine)
+
+    revision = run_async(upgrade())
+    out.print(f"database {masked_url(settings)} is at revision {revision} (head)")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and of this version of autoloyal."""
+    settings = settings_of(ctx)
+
+    async def status() -> str | None:
+        async with open_app(settings, migrate=False) as opened:
+            return await current_revision(opened.engine)
+
+    revision = run_async(status())
+    head = head_revision()
+    state = "up to date" if revision == head else "needs `autoloyal db upgrade`"
+    out.print(
+        f"database {masked_url(settings)}: revision {revision or 'none'}, head {head}: {state}"
+    )
+
+
+@app.command("import")
+def import_file(
+    ctx: typer.Context,
+    kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Import clients, cars or visits from a CSV (canonical headers or a 1C export).
+
+    Bad rows go to FILE.rejects.csv beside it with line and reason; good rows land. Running
+    the same file again changes nothing.
+    """
+    settings = settings_of(ctx)
+
+    async def do_import() -> ImportReport:
+        async with open_app(settings) as opened:
+            with _progress_bar(f"importing {kind.value}") as bar:
+                return await run_import(
+                    IMPORTERS[kind.value],
+                    file,
+                    opened.sessions,
+                    opened.import_context(),
+                    on_start=bar.start,
+                    progress=bar.advance,
+                )
+
+    report = run_async(do_import())
+    for note in report.notes():
+        err.print(f"  {note}", highlight=False, markup=False)
+    out.print(report.summary(), highlight=False, markup=False)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    clients: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many clients.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same dealer.")] = 1,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False, help="Write 1C-style CSV files here instead of the database."
+        ),
+    ] = None,
+) -> None:
+    """Fill an empty database with a realistic synthetic dealer (Russian names, cars, visits)."""
+    settings = settings_of(ctx)
+
+    async def fill() -> dict[str, int]:
+        async with open_app(settings) as opened:
+            with _progress_bar("generating demo clients") as bar:
+                bar.start(clients)
+                return await load_demo(
+                    opened.sessions, opened.clock, settings.company.tz,
+                    seed=seed, clients=clients, progress=bar.advance,
+                )  # fmt: skip
+
+    if export is not None:
+        today = local_today(system_clock, settings.company.tz)
+        counts = guarded(lambda: export_demo(export, today, seed=seed, clients=clients))
+        where = str(export)
+    else:
+        counts = run_async(fill())
+        where = masked_url(settings)
+    summary = ", ".join(f"{n:,} {name}".replace(",", " ") for name, n in counts.items())
+    out.print(f"demo dealer (seed {seed}) -> {where}: {summary}", highlight=False)
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    roles: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated roles to run in this process (default: all)."),
+    ] = None,
+) -> None:
+    """Migrate the database, then run the service roles until stopped (Ctrl+C or SIGTERM)."""
+    settings = settings_of(ctx)
+    selected = guarded(lambda: parse_roles(roles))
+    run_async(run(settings, selected))
+
+
+class _Bar:
+    """A rich progress bar that appears only for files big enough to need one."""
+
+    def __init__(self, progress: Progress | None, description: str) -> None:
+        self._progress = progress
+        self._description = description
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        if self._progress is not None and total >= PROGRESS_THRESHOLD:
+            self._progress.start()
+            self._task = self._progress.add_task(self._description, total=total)
+
+    def advance(self, done: int) -> None:
+        if self._task is not None and self._progress is not None:
+            self._progress.advance(self._task, done)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None and self._progress is not None:
+            self._progress.stop()
+
+
+def _progress_bar(description: str) -> _Bar:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    return _Bar(progress if err.is_terminal else None, description)
+
+
+def guarded(make: Callable[[], T]) -> T:
+    """Call `make()`; a user error becomes one line on stderr and exit code 2."""
+    try:
+        return make()
+    except USER_ERRORS as error:
+        _fail(error)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except USER_ERRORS as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def _fail(error: Exception) -> NoReturn:
+    err.print(f"autoloyal: {error}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    app(prog_name="autoloyal")
+
+
+if __name__ == "__main__":
+    main()

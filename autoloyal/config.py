@@ -1,0 +1,251 @@
+"""Configuration: a TOML file validated into typed settings.
+
+No file at all is a valid configuration: the built-in defaults run on a SQLite file with
+no credentials. A bad value is a `ConfigError` naming the key, e.g.
+`http.port: expected an integer, got "abc"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from storage.engine import DatabaseUrlError, normalize_database_url
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+CONFIG_ENV = "AUTOLOYAL_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///autoloyal.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        try:
+            normalize_database_url(value)
+        except DatabaseUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class CompanySettings(Section):
+    name: str = "Автосервис"
+    timezone: str = "Europe/Moscow"
+    locale: Literal["ru", "en"] = "ru"
+    country: str = "RU"
+    phone: str = ""
+    address: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("country")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown country code {value!r}: use a two-letter code like RU")
+        return value.upper()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class BranchSettings(Section):
+    code: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=128)
+    departments: list[str] = Field(default_factory=list)
+    timezone: str | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+
+class MakeInterval(Section):
+    interval_km: int | None = Field(default=None, gt=0)
+    interval_months: int | None = Field(default=None, gt=0)
+
+
+class MaintenanceSettings(Section):
+    interval_km: int = Field(default=15_000, gt=0)
+    interval_months: int = Field(default=12, gt=0)
+    daily_km: float = Field(default=40.0, gt=0)
+    makes: dict[str, MakeInterval] = Field(default_factory=dict)
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class ImportSettings(Section):
+    batch_size: int = Field(default=2000, ge=1, le=10_000)
+
+
+class Settings(Section):
+    database: DatabaseSettings = DatabaseSettings()
+    company: CompanySettings = CompanySettings()
+    branch: list[BranchSettings] = Field(default_factory=list)
+    maintenance: MaintenanceSettings = MaintenanceSettings()
+    http: HttpSettings = HttpSettings()
+    import_: ImportSettings = Field(default=ImportSettings(), alias="import")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _unique_branches(self) -> Settings:
+        seen: set[str] = set()
+        for index, branch in enumerate(self.branch):
+            if branch.code in seen:
+                raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
+            seen.add(branch.code)
+        return self
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use a name like Europe/Moscow") from None
+    return value
+
+
+def load_settings(path: Path | None = None) -> tuple[Settings, Path | None]:
+    """Read the config file (explicit path, else $AUTOLOYAL_CONFIG, else ./config.toml if it
+    exists) and validate it; return the settings and the file they came from (None: defaults).
+
+    Relative SQLite paths are taken relative to the config file's folder, so a service runs
+    the same from any working directory.
+    """
+    source = _find_config(path)
+    if source is None:
+        return Settings(), None
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    settings = parse_settings(raw, source=str(source))
+    return _anchor_paths(settings, source.parent), source
+
+
+def parse_settings(raw: Mapping[str, Any], *, source: str = "config") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in _describe(exc))) from None
+
+
+def _find_config(path: Path | None) -> Path | None:
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    url = normalize_database_url(settings.database.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return settings
+    if Path(url.database).is_absolute():
+        return settings
+    anchored = url.set(database=str((base / url.database).resolve()))
+    database = DatabaseSettings(url=anchored.render_as_string(hide_password=False))
+    return settings.model_copy(update={"database": database})
+
+
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+_BOUNDS = {
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "literal_error": "expected {expected}",
+}
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = _dotted(error["loc"])
+        kind = error["type"]
+        if kind in _EXPECTED:
+            reason = _EXPECTED[kind]
+        elif kind == "value_error":
+            reason = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        elif kind in _BOUNDS:
+            reason = _BOUNDS[kind].format(**error.get("ctx", {}))
+        else:
+            reason = error["msg"][0].lower() + error["msg"][1:]
+        quiet = kind in ("missing", "extra_forbidden", "value_error")
+        got = "" if quiet else f", got {_show(error['input'])}"
+        lines.append(f"{key}: {reason}{got}" if key else f"{reason}{got}")
+    return lines
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return json.dumps(value, ensure_ascii=False, default=str)

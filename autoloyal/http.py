@@ -1,0 +1,29 @@
+"""The aiohttp application: health now; the integration API, webhooks and pages plug in here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import text
+
+import autoloyal
+from autoloyal.app import App
+
+APP_KEY = web.AppKey("autoloyal", App)
+
+
+def make_http_app(app: App) -> web.Application:
+    http = web.Application()
+    http[APP_KEY] = app
+    http.router.add_get("/healthz", healthz)
+    return http
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the process serves and its database answers; 503 otherwise."""
+    app = request.app[APP_KEY]
+    try:
+        async with app.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure of the database is "not healthy", with its reason
+        return web.json_response({"status": "unavailable", "database": str(exc)[:200]}, status=503)
+    return web.json_response({"status": "ok", "database": "ok", "version": autoloyal.__version__})

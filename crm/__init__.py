@@ -1,0 +1,1 @@
+"""The domain: clients, cars, visits, segments, bonuses, campaigns. No aiogram or aiohttp here."""

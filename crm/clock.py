@@ -1,0 +1,21 @@
+"""The clock every crm/ service is handed: a callable returning an aware UTC datetime.
+
+Nothing in crm/ reads the time itself, so tests and catch-up runs can set it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def local_today(clock: Clock, tz: ZoneInfo) -> date:
+    """Today's date where the company is (a visit at 01:00 Moscow time is already tomorrow)."""
+    return clock().astimezone(tz).date()

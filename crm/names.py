@@ -1,0 +1,93 @@
+"""Russian personal names: "Фамилия Имя Отчество" into parts, gender from words and patronymics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MALE = "male"
+FEMALE = "female"
+
+# Companies appear in dealer bases beside people; their names are kept whole.
+_LEGAL_FORMS = ("ооо", "оао", "зао", "пао", "ао", "ип", "нко", "ано", "гуп", "муп", "фгуп")
+
+_GENDER_WORDS = {
+    "м": MALE, "муж": MALE, "мужской": MALE, "m": MALE, "male": MALE, "man": MALE,
+    "ж": FEMALE, "жен": FEMALE, "женский": FEMALE, "f": FEMALE, "female": FEMALE,
+    "woman": FEMALE,
+}  # fmt: skip
+
+
+class GenderError(ValueError):
+    """A gender word that cannot be understood."""
+
+
+@dataclass(frozen=True)
+class PersonName:
+    last_name: str | None
+    first_name: str | None
+    middle_name: str | None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.last_name or self.first_name or self.middle_name)
+
+
+def split_full_name(raw: str) -> PersonName:
+    """Split "Фамилия Имя Отчество" into its parts.
+
+    One word is a last name; a fourth word and later belong to the patronymic ("Мамедов Али
+    Гасан оглы"). A company name ("ООО Ромашка") stays whole in `last_name`.
+    """
+    words = raw.split()
+    if not words:
+        return PersonName(None, None, None)
+    if words[0].strip('"«').casefold().rstrip(".") in _LEGAL_FORMS:
+        return PersonName(" ".join(words), None, None)
+    words = [_capitalize(word) for word in words]
+    last = words[0]
+    first = words[1] if len(words) > 1 else None
+    middle = " ".join(words[2:]) if len(words) > 2 else None
+    return PersonName(last, first, middle)
+
+
+def _capitalize(word: str) -> str:
+    """ "ИВАНОВ" and "иванов" become "Иванов"; "Петров-Водкин" keeps both capitals."""
+    if word.isupper() or word.islower():
+        return "-".join(part[:1].upper() + part[1:].lower() for part in word.split("-"))
+    return word
+
+
+def parse_gender(raw: str) -> str | None:
+    """ "М", "муж", "male", "Ж", "жен", "female" (any case); empty is unknown (None)."""
+    word = raw.strip().casefold().rstrip(".")
+    if not word:
+        return None
+    try:
+        return _GENDER_WORDS[word]
+    except KeyError:
+        raise GenderError(f"unknown gender {raw.strip()!r}: use М or Ж") from None
+
+
+def gender_from_patronymic(middle_name: str | None) -> str | None:
+    """Иванович, Ильич, "Али оглы" are men; Ивановна, Ильинична, "кызы" are women."""
+    if not middle_name:
+        return None
+    word = middle_name.casefold()
+    if word.endswith(("ич", "оглы", "улы")):
+        return MALE
+    if word.endswith(("вна", "чна", "кызы", "гызы")):
+        return FEMALE
+    return None
+
+
+_TRANSLIT: dict[str, str] = {
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+    "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh",
+    "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya",
+}  # fmt: skip
+
+
+def translit(text: str) -> str:
+    """Lower-case Latin spelling as people type it in e-mail addresses (Юрьевич -> yurevich)."""
+    return "".join(_TRANSLIT.get(ch, ch) for ch in text.casefold())

@@ -1,0 +1,37 @@
+"""Storage: SQLAlchemy 2 async models, engine and sessions, Alembic migrations.
+
+Imports nothing of ours: every other layer builds on it.
+"""
+
+from storage.engine import create_engine, make_session_factory, normalize_database_url
+from storage.migrate import current_revision, upgrade
+from storage.models import (
+    Base,
+    Branch,
+    BranchDepartment,
+    Car,
+    Client,
+    ClientAlias,
+    ClientConsent,
+    ClientTag,
+    OdometerReading,
+    Visit,
+)
+
+__all__ = [
+    "Base",
+    "Branch",
+    "BranchDepartment",
+    "Car",
+    "Client",
+    "ClientAlias",
+    "ClientConsent",
+    "ClientTag",
+    "OdometerReading",
+    "Visit",
+    "create_engine",
+    "current_revision",
+    "make_session_factory",
+    "normalize_database_url",
+    "upgrade",
+]

@@ -1,0 +1,90 @@
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (scale-out)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+# SQLite has no decimal type: SQLAlchemy reads money back through a double and rounds it to
+# the column's two places, which is exact for Numeric(14, 2). The warning says nothing more.
+warnings.filterwarnings(
+    "ignore", message=r"Dialect sqlite\+aiosqlite does \*not\* support Decimal objects natively"
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+class DatabaseUrlError(ValueError):
+    """The configured database URL cannot be used."""
+
+
+def normalize_database_url(url: str) -> URL:
+    """Parse a database URL and pick our async driver for it.
+
+    `sqlite:///x.db` and `postgresql://...` are accepted as people write them; only SQLite
+    (aiosqlite) and PostgreSQL (asyncpg) are supported.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    driver = _ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise DatabaseUrlError(
+            f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://HOST/DB"
+        )
+    if parsed.drivername not in (backend, driver):
+        raise DatabaseUrlError(
+            f"unsupported driver {parsed.drivername!r}: use {driver!r} (or just {backend!r})"
+        )
+    return parsed.set(drivername=driver)
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, a busy timeout, foreign keys and IMMEDIATE
+    transactions (a read-then-write transaction never fails on a lock upgrade)."""
+    parsed = normalize_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(parsed, **kwargs)
+    return _create_async_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = _create_async_engine(url, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

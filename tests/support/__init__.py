@@ -1,0 +1,1 @@
+"""The test kit later features reuse: a fake clock and migrated databases."""
