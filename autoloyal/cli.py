@@ -19,6 +19,7 @@ from autoloyal.run import UnknownRole, parse_roles, run
 from crm.clock import local_today, system_clock
 from crm.demo.load import DemoError, export_demo, load_demo
 from crm.importing import IMPORTERS, ImportFileError, ImportReport, run_import
+from crm.importing.report import thousands
 from storage import current_revision
 from storage.engine import DatabaseUrlError
 from storage.migrate import head_revision
@@ -45,8 +46,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-err = Console(stderr=True)
-out = Console()
+# Soft wrap: a summary line piped to a script or a log stays one line.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 class Kind(enum.StrEnum):
@@ -170,13 +172,13 @@ def demo(
 
     if export is not None:
         today = local_today(system_clock, settings.company.tz)
-        counts = guarded(lambda: export_demo(export, today, seed=seed, clients=clients))
-        where = str(export)
-    else:
-        counts = run_async(fill())
-        where = masked_url(settings)
-    summary = ", ".join(f"{n:,} {name}".replace(",", " ") for name, n in counts.items())
-    out.print(f"demo dealer (seed {seed}) -> {where}: {summary}", highlight=False)
+        files = guarded(lambda: export_demo(export, today, seed=seed, clients=clients))
+        summary = ", ".join(f"{name}: {thousands(rows)} rows" for name, rows in files.items())
+        out.print(f"demo dealer (seed {seed}) -> {export}/ {summary}", highlight=False)
+        return
+    counts = run_async(fill())
+    summary = ", ".join(f"{thousands(rows)} {table}" for table, rows in counts.items())
+    out.print(f"demo dealer (seed {seed}) -> {masked_url(settings)}: {summary}", highlight=False)
 
 
 @app.command("run")
@@ -249,7 +251,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def _fail(error: Exception) -> NoReturn:
-    err.print(f"autoloyal: {error}", highlight=False, markup=False, soft_wrap=True)
+    err.print(f"autoloyal: {error}", highlight=False, markup=False)
     raise typer.Exit(2)
 
 

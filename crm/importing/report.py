@@ -48,12 +48,12 @@ class ImportReport:
 
     def summary(self) -> str:
         """`clients: 9 812 imported, 120 updated, 3 merged, 7 rejected -> clients.rejects.csv`"""
-        parts = [f"{_n(self.imported)} imported", f"{_n(self.updated)} updated"]
+        parts = [f"{thousands(self.imported)} imported", f"{thousands(self.updated)} updated"]
         if self.unchanged:
-            parts.append(f"{_n(self.unchanged)} unchanged")
+            parts.append(f"{thousands(self.unchanged)} unchanged")
         if self.kind == "clients":
-            parts.append(f"{_n(self.merged)} merged")
-        parts.append(f"{_n(self.rejected)} rejected")
+            parts.append(f"{thousands(self.merged)} merged")
+        parts.append(f"{thousands(self.rejected)} rejected")
         line = f"{self.kind}: " + ", ".join(parts)
         if self.rejects_path is not None:
             line += f" -> {self.rejects_path.name}"
@@ -79,7 +79,8 @@ class ImportReport:
         return notes
 
 
-def _n(number: int) -> str:
+def thousands(number: int) -> str:
+    """9812 -> "9 812", as Russian readers group digits."""
     return f"{number:,}".replace(",", " ")
 
 
