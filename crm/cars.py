@@ -19,12 +19,15 @@ class CarError(ValueError):
 def normalize_vin(raw: str) -> str | None:
     """Upper case, no spaces, Cyrillic look-alikes made Latin.
 
-    A 17-character VIN must not contain I, O or Q. Shorter identifiers are kept as they
-    are: Japanese cars carry frame numbers ("GX110-6012345") in that column.
+    A 17-character VIN must not contain I, O or Q; hyphens between its groups are dropped.
+    Shorter identifiers are kept as they are: Japanese cars carry frame numbers
+    ("GX110-6012345") in that column.
     """
     vin = "".join(raw.split()).upper().translate(_CYRILLIC_TO_LATIN)
     if not vin:
         return None
+    if len(vin.replace("-", "")) == VIN_MAX:  # "XTA-210990-Y2123456": a VIN typed in groups
+        vin = vin.replace("-", "")
     if len(vin) > VIN_MAX:
         raise CarError(f"{raw.strip()!r} is longer than {VIN_MAX} characters")
     if len(vin) == VIN_MAX and not re.fullmatch(r"[A-HJ-NPR-Z0-9]{17}", vin):
@@ -36,6 +39,7 @@ def normalize_plate(raw: str) -> str | None:
     """Upper case without spaces; a Russian plate typed in Latin look-alikes ("A123BC77")
     is stored in Cyrillic, the way the state writes it, so a search by plate finds it."""
     plate = re.sub(r"[\s\-]", "", raw).upper()
+    plate = re.sub(r"(?<=\d)RUS?$", "", plate)  # the flag printed on plates: "А123ВС 77 RUS"
     if not plate:
         return None
     if len(plate) > PLATE_MAX:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 MALE = "male"
 FEMALE = "female"
 
-# Companies appear in dealer bases beside people; their names are kept whole.
-_LEGAL_FORMS = ("ооо", "оао", "зао", "пао", "ао", "ип", "нко", "ано", "гуп", "муп", "фгуп")
+# Companies appear in dealer bases beside people; their names are kept whole. Some legal forms
+# are also surnames (Ао, Ано), so those count only when written in capitals.
+_LEGAL_FORMS = ("ооо", "оао", "зао", "пао", "ип", "гуп", "муп", "фгуп")
+_LEGAL_FORMS_IN_CAPITALS = ("ао", "ано", "нко")
 
 _GENDER_WORDS = {
     "м": MALE, "муж": MALE, "мужской": MALE, "m": MALE, "male": MALE, "man": MALE,
@@ -41,7 +43,10 @@ def split_full_name(raw: str) -> PersonName:
     words = raw.split()
     if not words:
         return PersonName(None, None, None)
-    if words[0].strip('"«').casefold().rstrip(".") in _LEGAL_FORMS:
+    form = words[0].strip('"«').rstrip(".")
+    if form.casefold() in _LEGAL_FORMS or (
+        form.isupper() and form.casefold() in _LEGAL_FORMS_IN_CAPITALS
+    ):
         return PersonName(" ".join(words), None, None)
     words = [_capitalize(word) for word in words]
     last = words[0]
@@ -51,7 +56,12 @@ def split_full_name(raw: str) -> PersonName:
 
 
 def _capitalize(word: str) -> str:
-    """ "ИВАНОВ" and "иванов" become "Иванов"; "Петров-Водкин" keeps both capitals."""
+    """Upper- or lower-cased words get one capital: ИВАНОВ and иванов become Иванов.
+
+    Mixed case is kept (Петров-Водкин, МакДональд), and so are initials (И.И.).
+    """
+    if "." in word:
+        return word
     if word.isupper() or word.islower():
         return "-".join(part[:1].upper() + part[1:].lower() for part in word.split("-"))
     return word

@@ -19,8 +19,8 @@ _KIND_PATTERNS = (
     (BODYWORK, r"кузов|покрас|body"),
     (TYRES, r"шин|колес|tyre|tire|wheel"),
     (DIAGNOSTICS, r"диагност|diagnos"),
-    (MAINTENANCE, r"\bто\b|то-?\d|техобсл|техническ\w* обслуж|регламент|maint|service\b"),
-    (SALE, r"продаж|sale"),
+    (MAINTENANCE, r"\bто\b|\bто-?\d|техобсл|техническ\w* обслуж|регламент|maint|service\b"),
+    (SALE, r"^продаж|\bsale"),
     (REPAIR, r"ремонт|repair|гаранти"),
     (OTHER, r"проч|other|мойк|^$"),
 )
@@ -29,7 +29,7 @@ _KIND_PATTERNS = (
 def visit_kind(text: str) -> tuple[str, bool]:
     """The kind of a visit from its name in the export, and whether it was recognised.
 
-    Unrecognised names ("Мойка-люкс") are `other`; the import report lists them so that
+    Unrecognised names ("Тонировка") are `other`; the import report lists them so that
     the dealer can see nothing is mistaken for a repair.
     """
     name = " ".join(text.split()).casefold().replace("ё", "е")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.branches import BranchResolver
@@ -17,7 +17,8 @@ from crm.clock import Clock, local_today
 from crm.consent import ADVERTISING, ALL_CHANNELS
 from crm.demo.generator import DemoHousehold, generate_households
 from crm.demo.onec import write_onec_export
-from storage.models import Car, Client, ClientConsent, OdometerReading, Visit
+from storage.bulk import insert_returning_ids, insert_rows
+from storage.models import Base, Car, Client, ClientConsent, OdometerReading, Visit
 
 HOUSEHOLDS_PER_BATCH = 500
 SOURCE = "demo"
@@ -77,7 +78,7 @@ async def _insert_batch(
     counts: dict[str, int],
 ) -> None:
     stamps = {"created_at": now, "updated_at": now}
-    client_ids = await _insert_returning(
+    client_ids = await _insert_keyed(
         session,
         Client,
         [
@@ -96,11 +97,10 @@ async def _insert_batch(
         for household, client_id in zip(batch, client_ids, strict=True)
         if household.client.consent_ads
     ]  # fmt: skip
-    if consents:
-        await session.execute(insert(ClientConsent), consents)
+    await insert_rows(session, ClientConsent, consents)
     owner = {h.client.external_id: cid for h, cid in zip(batch, client_ids, strict=True)}
     cars = [car for household in batch for car in household.cars]
-    car_ids = await _insert_returning(
+    car_ids = await _insert_keyed(
         session,
         Car,
         [
@@ -125,29 +125,25 @@ async def _insert_batch(
         }
         for v in visits
     ]  # fmt: skip
-    visit_ids = await _insert_returning(session, Visit, visit_rows)
+    visit_ids = await _insert_keyed(session, Visit, visit_rows)
     readings = [
         {"car_id": row["car_id"], "read_on": row["visited_on"], "km": row["odometer"],
          "source": "visit", "visit_id": visit_id, "created_at": now}
         for row, visit_id in zip(visit_rows, visit_ids, strict=True)
         if row["odometer"]
     ]  # fmt: skip
-    if readings:
-        await session.execute(insert(OdometerReading), readings)
+    await insert_rows(session, OdometerReading, readings)
     counts["clients"] += len(client_ids)
     counts["cars"] += len(car_ids)
     counts["visits"] += len(visit_ids)
 
 
-async def _insert_returning(
-    session: AsyncSession, model: Any, rows: list[dict[str, Any]]
+async def _insert_keyed(
+    session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]
 ) -> list[int]:
-    if not rows:
-        return []
-    ids = await session.scalars(
-        insert(model).returning(model.id, sort_by_parameter_order=True), rows
-    )
-    return list(ids)
+    """Insert rows that all have an external id; return their new ids in the rows' order."""
+    ids = await insert_returning_ids(session, model, rows, key=("external_id",))
+    return [ids[(row["external_id"],)] for row in rows]
 
 
 def _chunks(households: Iterator[DemoHousehold], size: int) -> Iterator[list[DemoHousehold]]:

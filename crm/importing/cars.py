@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.cars import normalize_plate, normalize_vin
@@ -14,6 +14,7 @@ from crm.importing.reader import Columns, Row
 from crm.importing.references import ClientRefs
 from crm.importing.report import ImportReport, RowError
 from crm.importing.values import parse_int, parse_text
+from storage.bulk import insert_rows
 from storage.models import Car
 
 COLUMNS = Columns(
@@ -104,10 +105,9 @@ class CarImporter:
                 changed[car["id"]] = car
             report.updated += 1
         now = ctx.clock()
-        if new:
-            await session.execute(
-                insert(Car), [{**car, "created_at": now, "updated_at": now} for car in new]
-            )
+        await insert_rows(
+            session, Car, [{**car, "created_at": now, "updated_at": now} for car in new]
+        )
         if changed:
             await session.execute(
                 update(Car), [{**car, "updated_at": now} for car in changed.values()]

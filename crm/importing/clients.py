@@ -6,7 +6,8 @@ How a row finds its client, in order:
   so re-importing a file that caused a merge changes nothing;
 - its phone, else its e-mail, is a client's: the row is merged into that client (empty fields
   filled, the row's external_id kept as an alias) and the report lists the merge; a row with
-  no external_id is simply that client's update;
+  no external_id is simply that client's update. An e-mail match with a different phone is
+  another person (families share addresses, not phones);
 - otherwise it is a new client.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.consent import ADVERTISING, ALL_CHANNELS
@@ -26,6 +27,7 @@ from crm.importing.reader import Columns, Row
 from crm.importing.report import ImportReport, Merge, RowError
 from crm.importing.values import parse_bool, parse_date, parse_int, parse_text
 from crm.names import gender_from_patronymic, parse_gender, split_full_name
+from storage.bulk import insert_returning_ids, insert_rows
 from storage.models import Client, ClientAlias, ClientConsent
 
 COLUMNS = Columns(
@@ -46,6 +48,9 @@ FIELDS = (
     "external_id", "last_name", "first_name", "middle_name", "gender", "birthday", "phone",
     "email", "telegram_id",
 )  # fmt: skip
+# New clients of a batch differ in these (a row that shares one with another is merged into
+# it), so the ids the database gives them are matched back by them.
+IDENTITY = ("external_id", "phone", "email")
 TELEGRAM_ID_MAX = 2**53
 SOURCE = "import"
 
@@ -66,7 +71,7 @@ class ClientImporter:
     def parse(self, row: Row, ctx: ImportContext) -> ClientRow:
         name = split_full_name(row.cells.get("full_name", ""))
         gender = read(row, "gender", parse_gender) or gender_from_patronymic(name.middle_name)
-        birthday = read(row, "birthday", parse_date)
+        birthday = read(row, "birthday", parse_date, today=ctx.today)
         if birthday is not None and not date(1900, 1, 1) <= birthday <= ctx.today:
             raise RowError("birthday", f"{birthday:%d.%m.%Y} is not a birthday of a living client")
         phone_text = row.cells.get("phone", "").strip()
@@ -200,7 +205,7 @@ class _ClientWorld:
             return self._update(self.by_alias[external_id], parsed, overwrite=False)
         for key, index in (("phone", self.by_phone), ("email", self.by_email)):
             target = index.get(parsed.get(key))
-            if target is None:
+            if target is None or _other_person(target, parsed):
                 continue
             if external_id is None:
                 return self._update(target, parsed, overwrite=True)
@@ -269,11 +274,9 @@ class _ClientWorld:
         changed = [c for c in self.clients if c.id is not None and c.values != c.original]
         if new:
             rows = [{**_complete(c.values), "created_at": now, "updated_at": now} for c in new]
-            ids = await session.scalars(
-                insert(Client).returning(Client.id, sort_by_parameter_order=True), rows
-            )
-            for client, client_id in zip(new, ids, strict=True):
-                client.id = client_id
+            ids = await insert_returning_ids(session, Client, rows, key=IDENTITY)
+            for client in new:
+                client.id = ids[tuple(client.values.get(name) for name in IDENTITY)]
         if changed:
             await session.execute(
                 update(Client),
@@ -288,8 +291,7 @@ class _ClientWorld:
             for c in self.clients
             for alias in c.aliases or ()
         ]
-        if rows:
-            await session.execute(insert(ClientAlias), rows)
+        await insert_rows(session, ClientAlias, rows)
 
     async def _save_consents(self, session: AsyncSession, now: datetime) -> None:
         for client in self.clients:
@@ -313,6 +315,12 @@ class _ClientWorld:
                     .values(**values)
                 )
         await session.flush()
+
+
+def _other_person(client: _Pending, parsed: ClientRow) -> bool:
+    """Family members share an e-mail address, not a phone: different phones, different people."""
+    phone, theirs = parsed.get("phone"), client.values.get("phone")
+    return phone is not None and theirs is not None and phone != theirs
 
 
 def _complete(values: dict[str, Any]) -> dict[str, Any]:

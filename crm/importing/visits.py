@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.branches import BranchResolver
@@ -17,6 +17,7 @@ from crm.importing.references import ClientRefs, car_refs
 from crm.importing.report import ImportReport, RowError
 from crm.importing.values import parse_date, parse_int, parse_money, parse_text
 from crm.visits import visit_kind
+from storage.bulk import insert_returning_ids, insert_rows
 from storage.models import OdometerReading, Visit
 
 COLUMNS = Columns(
@@ -67,7 +68,7 @@ class VisitImporter:
         client = read(row, "client_id", parse_text, max_length=64)
         if client is None:
             raise RowError("client_id", "empty: every visit needs its client")
-        visited_on = read(row, "date", parse_date)
+        visited_on = read(row, "date", parse_date, today=ctx.today)
         if visited_on is None:
             raise RowError("date", "empty")
         if visited_on > ctx.today:
@@ -179,11 +180,9 @@ async def _save(
             {**values, "external_id": external_id, "created_at": now, "updated_at": now}
             for external_id, values in new.items()
         ]
-        ids = await session.scalars(
-            insert(Visit).returning(Visit.id, sort_by_parameter_order=True), rows
-        )
-        for values, visit_id in zip(new.values(), ids, strict=True):
-            values["id"] = visit_id
+        ids = await insert_returning_ids(session, Visit, rows, key=("external_id",))
+        for external_id, values in new.items():
+            values["id"] = ids[(external_id,)]
         await _insert_readings(session, list(new.values()), now)
     if changed:
         await session.execute(
@@ -212,5 +211,4 @@ async def _insert_readings(
         for visit in visits
         if visit["car_id"] is not None and visit["odometer"]
     ]
-    if readings:
-        await session.execute(insert(OdometerReading), readings)
+    await insert_rows(session, OdometerReading, readings)
