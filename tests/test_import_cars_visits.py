@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from crm.branches import sync_branches
-from storage.models import Branch, Car, OdometerReading, Visit
+from storage.models import Branch, Car, Client, OdometerReading, Visit
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
 from tests.support.files import read_csv, write_csv
@@ -308,3 +308,25 @@ async def test_a_failure_mid_file_leaves_no_half_written_batch_and_a_rerun_compl
 
     assert (rerun.imported, rerun.unchanged) == (6, 4)
     assert len(await all_of(db, Visit)) == 10
+
+
+async def test_a_car_naming_a_merged_duplicate_lands_on_the_surviving_client(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    clients = write_csv(tmp_path / "clients.csv", ["external_id", "full_name", "phone"],
+                        [["C1", "Иванов Иван", "9035254560"], ["C1-dup", "Иванов И.", "89035254560"]])  # fmt: skip
+    cars = write_csv(tmp_path / "cars.csv", CAR_HEADER,
+                     [["A1", "C1-dup", "", "А123ВС77", "Kia", "Rio", "2018", "", ""]])  # fmt: skip
+    visits = write_csv(tmp_path / "visits.csv", VISIT_HEADER,
+                       [["V1", "C1-dup", "A1", "12.02.2024", "45120", "5000", "", "ТО", ""]])  # fmt: skip
+    await import_file(db, clock, "clients", clients)
+
+    await import_file(db, clock, "cars", cars)
+    await import_file(db, clock, "visits", visits)
+
+    async with db.sessions() as session:
+        survivor = await session.scalar(select(Client.id).where(Client.external_id == "C1"))
+        car_owner = await session.scalar(select(Car.client_id))
+        visit_client = await session.scalar(select(Visit.client_id))
+    assert car_owner == survivor
+    assert visit_client == survivor

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crm.importing import ImportFileError
+from crm.importing import IMPORTERS, ImportContext, ImportFileError, run_import
 from storage.models import Client, ClientAlias, ClientConsent
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
 from tests.support.files import read_csv, write_csv
-from tests.support.importing import import_file
+from tests.support.importing import MOSCOW, import_file
 
 HEADER = ["external_id", "full_name", "phone", "email", "birthday", "gender", "telegram_id",
           "consent_ads"]  # fmt: skip
@@ -356,3 +356,37 @@ async def test_rows_are_written_in_batches_and_all_land(
 
     assert report.imported == 25
     assert len(await clients(db)) == 25
+
+
+async def test_family_members_sharing_an_email_but_not_a_phone_stay_two_clients(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "clients.csv",
+        ["external_id", "full_name", "phone", "email"],
+        [["C1", "Иванов Иван", "9035254560", "family@mail.ru"],
+         ["C2", "Иванова Мария", "9161234567", "family@mail.ru"]],
+    )  # fmt: skip
+
+    report = await import_file(db, clock, "clients", path)
+
+    assert (report.imported, report.merged) == (2, 0)
+    assert [c.email for c in await clients(db)] == ["family@mail.ru", "family@mail.ru"]
+
+
+async def test_progress_is_reported_batch_by_batch(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    rows = [[f"C{i}", f"+7903525{i:04d}"] for i in range(10)]
+    path = write_csv(tmp_path / "clients.csv", ["external_id", "phone"], rows)
+    started: list[int] = []
+    done: list[int] = []
+    context = ImportContext(clock=clock, tz=MOSCOW, batch_size=4)
+
+    await run_import(
+        IMPORTERS["clients"], path, db.sessions, context, on_start=started.append,
+        progress=done.append,
+    )  # fmt: skip
+
+    assert started == [10]
+    assert done == [4, 4, 2]
