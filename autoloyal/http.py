@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 import autoloyal
 from autoloyal.app import App
+from storage import read_only
 
 APP_KEY = web.AppKey("autoloyal", App)
 
@@ -22,7 +23,7 @@ async def healthz(request: web.Request) -> web.Response:
     """200 when the process serves and its database answers; 503 otherwise."""
     app = request.app[APP_KEY]
     try:
-        async with app.engine.connect() as conn:
+        async with read_only(app.engine).connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure of the database is "not healthy", with its reason
         return web.json_response({"status": "unavailable", "database": str(exc)[:200]}, status=503)

@@ -3,7 +3,7 @@
 Imports nothing of ours: every other layer builds on it.
 """
 
-from storage.engine import create_engine, make_session_factory, normalize_database_url
+from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
 from storage.migrate import current_revision, upgrade
 from storage.models import (
     Base,
@@ -33,5 +33,6 @@ __all__ = [
     "current_revision",
     "make_session_factory",
     "normalize_database_url",
+    "read_only",
     "upgrade",
 ]

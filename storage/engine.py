@@ -19,6 +19,7 @@ warnings.filterwarnings(
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "autoloyal_read_only"
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -56,7 +57,8 @@ def normalize_database_url(url: str) -> URL:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, a busy timeout, foreign keys and IMMEDIATE
-    transactions (a read-then-write transaction never fails on a lock upgrade)."""
+    transactions (a read-then-write transaction never fails on a lock upgrade). Code that
+    only reads uses `read_only(engine)`, so it never waits behind a writer."""
     parsed = normalize_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed, **kwargs)
@@ -81,9 +83,16 @@ def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for code that only reads: on SQLite its transactions do not take the
+    write lock, so a health check or a report is never held up by an import in progress."""
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,9 +25,20 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+# Any constant both processes agree on: pg_advisory_xact_lock takes a bigint key.
+_MIGRATION_LOCK = 0x6175746F6C6F79  # "autoloy"
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema to `revision`; already there is a no-op."""
+    """Bring the schema to `revision`; already there is a no-op.
+
+    Several processes may start at once (`autoloyal run` on several hosts): on PostgreSQL
+    they queue on an advisory lock, on SQLite on the write lock, and each one after the
+    first finds the schema already at head.
+    """
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -15,7 +16,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from storage import create_engine, current_revision, normalize_database_url, upgrade
-from storage.engine import DatabaseUrlError
+from storage.engine import DatabaseUrlError, read_only
 from storage.migrate import downgrade, head_revision
 from storage.models import Base, Branch, Client, Visit
 from tests.support.databases import (
@@ -157,3 +158,26 @@ def test_database_urls_are_taken_as_people_write_them(url: str, driver: str) -> 
 def test_an_unusable_database_url_is_refused_with_the_reason(url: str, message: str) -> None:
     with pytest.raises(DatabaseUrlError, match=re.escape(message)):
         normalize_database_url(url)
+
+
+async def test_two_processes_migrating_at_once_both_succeed(empty_url: str) -> None:
+    first, second = create_engine(empty_url), create_engine(empty_url)
+    try:
+        await asyncio.gather(upgrade(first), upgrade(second))
+
+        assert await current_revision(first) == head_revision()
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_reader_on_sqlite_is_not_held_up_by_a_writer(tmp_path: Path) -> None:
+    async with open_database(f"sqlite:///{tmp_path / 'x.db'}") as db:
+        await upgrade(db.engine)
+        async with db.engine.begin() as writer:
+            await writer.execute(text("INSERT INTO branch (code, name, is_default, created_at) "
+                                      "VALUES ('x', 'X', 0, '2026-01-01')"))  # fmt: skip
+            reading = read_only(db.engine)
+            async with asyncio.timeout(2), reading.connect() as reader:
+                count = (await reader.execute(text("SELECT count(*) FROM branch"))).scalar()
+        assert count == 0  # the reader sees the last committed state, at once
