@@ -390,3 +390,26 @@ async def test_progress_is_reported_batch_by_batch(
 
     assert started == [10]
     assert done == [4, 4, 2]
+
+
+@pytest.mark.parametrize(
+    "signature", [b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"], ids=["xlsx", "xls"]
+)
+async def test_an_excel_workbook_is_refused_with_how_to_save_it_as_csv(
+    db: Database, clock: FakeClock, tmp_path: Path, signature: bytes
+) -> None:
+    path = tmp_path / "clients.csv"
+    path.write_bytes(signature + b"\x00" * 100)
+
+    with pytest.raises(ImportFileError, match="Excel workbook, not CSV: save it as CSV"):
+        await import_file(db, clock, "clients", path)
+
+
+async def test_an_empty_file_is_refused_as_having_no_header(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "clients.csv"
+    path.write_bytes(b"")
+
+    with pytest.raises(ImportFileError, match="no header row"):
+        await import_file(db, clock, "clients", path)

@@ -8,6 +8,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# .xlsx (a zip archive) and the old .xls (an OLE compound file).
+_WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+
 
 class ImportFileError(Exception):
     """The file as a whole cannot be imported (unreadable, no header, a required column missing).
@@ -63,6 +66,11 @@ def open_table(path: Path, columns: Columns) -> CsvTable:
         data = path.read_bytes()
     except OSError as exc:
         raise ImportFileError(f"{path}: cannot read: {exc.strerror}") from None
+    if data.startswith(_WORKBOOK_SIGNATURES):
+        raise ImportFileError(
+            f"{path}: this is an Excel workbook, not CSV: save it as CSV "
+            "(File > Save As > CSV; in 1C: Save as > CSV) and import that file"
+        )
     encoding, text = _decode(data)
     first_line = text.split("\n", 1)[0]
     if not first_line.strip():
