@@ -120,6 +120,9 @@ def import_file(
     ctx: typer.Context,
     kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and write the rejects, keep nothing.")
+    ] = False,
 ) -> None:
     """Import clients, cars or visits from a CSV (canonical headers or a 1C export).
 
@@ -138,6 +141,7 @@ def import_file(
                     opened.import_context(),
                     on_start=bar.start,
                     progress=bar.advance,
+                    dry_run=dry_run,
                 )
 
     report = run_async(do_import())

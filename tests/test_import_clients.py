@@ -413,3 +413,21 @@ async def test_an_empty_file_is_refused_as_having_no_header(
 
     with pytest.raises(ImportFileError, match="no header row"):
         await import_file(db, clock, "clients", path)
+
+
+async def test_a_dry_run_reports_what_the_import_would_do_and_keeps_nothing(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    rows = [[f"C{i}", f"Клиент{i} Иван", f"+7903525{i:04d}"] for i in range(9)]
+    rows += [["C9", "Дубль", "+79035250000"], ["C10", "Плохой", "12345"]]
+    path = write_csv(tmp_path / "clients.csv", ["external_id", "full_name", "phone"], rows)
+    context = ImportContext(clock=clock, tz=MOSCOW, batch_size=4)
+
+    dry = await run_import(IMPORTERS["clients"], path, db.sessions, context, dry_run=True)
+
+    assert (dry.imported, dry.merged, dry.rejected) == (9, 1, 1)  # C9 merges into C0 of batch 1
+    assert dry.summary().endswith("-> clients.rejects.csv (dry run: nothing was written)")
+    assert (tmp_path / "clients.rejects.csv").exists()
+    assert await clients(db) == []
+    real = await run_import(IMPORTERS["clients"], path, db.sessions, context)
+    assert (real.imported, real.merged, real.rejected) == (9, 1, 1)

@@ -6,9 +6,11 @@ every row is an upsert by its key, running the same file again finishes the job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.clock import Clock, local_today
-from crm.importing.reader import Columns, Row, open_table
+from crm.importing.reader import Columns, CsvTable, Row, open_table
 from crm.importing.report import ImportReport, RejectsFile, RowError
 
 Parsed = TypeVar("Parsed")
@@ -65,13 +67,58 @@ async def run_import(
     *,
     on_start: Callable[[int], None] | None = None,
     progress: Progress | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
-    """Import one file; bad rows go to `<name>.rejects.csv` beside it, good rows land."""
+    """Import one file; bad rows go to `<name>.rejects.csv` beside it, good rows land.
+
+    A dry run checks every row against the database and writes the rejects file, in one
+    transaction that is rolled back: its counts are those of the real run, nothing is kept.
+    """
     table = open_table(path, importer.columns)
-    report = ImportReport(kind=importer.kind, ignored_columns=table.ignored)
+    report = ImportReport(kind=importer.kind, ignored_columns=table.ignored, dry_run=dry_run)
     rejects_file = RejectsFile(table)
     if on_start is not None:
         on_start(table.approx_rows)
+    if not dry_run:
+        committing = partial(_committing, sessions)
+        await _import_rows(importer, table, ctx, report, rejects_file, progress, committing)
+        return report
+    async with sessions() as session:
+        transaction = await session.begin()
+        try:
+            await _import_rows(
+                importer, table, ctx, report, rejects_file, progress, partial(_within, session)
+            )
+        finally:
+            await transaction.rollback()
+    return report
+
+
+BatchSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+@asynccontextmanager
+async def _committing(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessions() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def _within(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    yield session
+
+
+async def _import_rows(
+    importer: Importer[Parsed],
+    table: CsvTable,
+    ctx: ImportContext,
+    report: ImportReport,
+    rejects_file: RejectsFile,
+    progress: Progress | None,
+    batch_session: BatchSession,
+) -> None:
+    """Parse and apply the rows batch by batch, each batch in a session from `batch_session`
+    (its own committed transaction, or one outer transaction in a dry run)."""
     for chunk in _batches(table.rows(), ctx.batch_size):
         parsed: list[tuple[Row, Parsed]] = []
         rejects: Rejects = []
@@ -80,7 +127,7 @@ async def run_import(
                 parsed.append((row, importer.parse(row, ctx)))
             except RowError as error:
                 rejects.append((row, error))
-        async with sessions() as session, session.begin():
+        async with batch_session() as session:
             rejects += await importer.apply(session, parsed, report, ctx)
         # Written after the commit, so the rejects file never lists rows of a rolled-back batch.
         rejects.sort(key=lambda item: item[0].line)
@@ -88,9 +135,8 @@ async def run_import(
         report.rejected += len(rejects)
         if progress is not None:
             progress(len(chunk))
-    if rejects_file.count:
-        report.rejects_path = rejects_file.path
-    return report
+        if rejects_file.count:
+            report.rejects_path = rejects_file.path
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

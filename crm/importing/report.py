@@ -41,6 +41,7 @@ class ImportReport:
     ignored_columns: list[str] = field(default_factory=list)
     new_branches: list[str] = field(default_factory=list)
     unknown_kinds: Counter[str] = field(default_factory=Counter)
+    dry_run: bool = False
 
     @property
     def total(self) -> int:
@@ -57,6 +58,8 @@ class ImportReport:
         line = f"{self.kind}: " + ", ".join(parts)
         if self.rejects_path is not None:
             line += f" -> {self.rejects_path.name}"
+        if self.dry_run:
+            line += " (dry run: nothing was written)"
         return line
 
     def notes(self) -> list[str]:
