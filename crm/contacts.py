@@ -31,7 +31,7 @@ def normalize_phone(raw: str, region: str = "RU") -> str:
     if not text:
         raise ContactError("empty phone number")
     parts = [text, *(part.strip() for part in _PHONE_SEPARATORS.split(text))]
-    number = next((n for n in map(lambda p: _parse(p, region), parts) if n is not None), None)
+    number = next((n for part in parts if (n := _parse(part, region)) is not None), None)
     if number is None:  # numbers amid words: "8 903 525-45-60 (жена)"
         found = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
         number = next((match.number for match in found), None)

@@ -34,7 +34,7 @@ async def insert_returning_ids(
 
     The key columns must tell the rows apart. Ids are matched by key rather than by position:
     SQLite cannot return new rows in parameter order, and asking SQLAlchemy for that order
-    makes it insert one row per statement, twenty times slower.
+    makes it insert one row per statement (over ten times slower).
     """
     if not rows:
         return {}

@@ -129,14 +129,14 @@ async def _import_rows(
                 rejects.append((row, error))
         async with batch_session() as session:
             rejects += await importer.apply(session, parsed, report, ctx)
-        # Written after the commit, so the rejects file never lists rows of a rolled-back batch.
+        # Written once the batch is applied: a real run never lists rows of a batch that failed.
         rejects.sort(key=lambda item: item[0].line)
         rejects_file.write(rejects)
         report.rejected += len(rejects)
         if progress is not None:
             progress(len(chunk))
-        if rejects_file.count:
-            report.rejects_path = rejects_file.path
+    if rejects_file.count:
+        report.rejects_path = rejects_file.path
 
 
 def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
