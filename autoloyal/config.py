@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from storage.engine import DatabaseUrlError, normalize_database_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+_QUIET_HOURS = re.compile(
+    r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-3]):(?P<m2>[0-5]\d)"
+)
 CONFIG_ENV = "AUTOLOYAL_CONFIG"
 
 
@@ -53,6 +57,27 @@ class CompanySettings(Section):
     country: str = "RU"
     phone: str = ""
     address: str = ""
+    website: str = ""
+    quiet_hours: str = "21:00-09:00"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        if value and not _QUIET_HOURS.fullmatch(value):
+            raise ValueError(
+                f'expected "HH:MM-HH:MM" like "21:00-09:00", or "" for none, got "{value}"'
+            )
+        return value
+
+    @property
+    def quiet(self) -> tuple[time, time] | None:
+        """The night as (start, end) local times, or None when there is none."""
+        match = _QUIET_HOURS.fullmatch(self.quiet_hours)
+        if match is None:
+            return None
+        start = time(int(match["h1"]), int(match["m1"]))
+        end = time(int(match["h2"]), int(match["m2"]))
+        return None if start == end else (start, end)
 
     @field_validator("timezone")
     @classmethod
@@ -107,6 +132,47 @@ class HttpSettings(Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class TelegramSettings(Section):
+    token: str = ""
+    api_server: str = "https://api.telegram.org"
+    bot_username: str = ""
+    rate_per_second: float = Field(default=30.0, gt=0)
+    chat_rate_per_second: float = Field(default=1.0, gt=0)
+    request_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\d+:[\w-]+", value):
+            raise ValueError("expected a bot token like 123456:ABC-DEF... from @BotFather")
+        return value
+
+    @field_validator("api_server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(
+                f'expected an http(s) URL like "https://api.telegram.org", got "{value}"'
+            )
+        return value.rstrip("/")
+
+
+class OutboxSettings(Section):
+    dir: Path = Path("outbox")
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float = Field(default=300.0, ge=30)
+    advertising_limit: int = Field(default=2, ge=0)
+    advertising_window_days: int = Field(default=7, ge=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+
+
+class TemplateSettings(Section):
+    dir: Path | None = None
+
+
 class ImportSettings(Section):
     batch_size: int = Field(default=2000, ge=1, le=10_000)
 
@@ -117,6 +183,9 @@ class Settings(Section):
     branch: list[BranchSettings] = Field(default_factory=list)
     maintenance: MaintenanceSettings = MaintenanceSettings()
     http: HttpSettings = HttpSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    templates: TemplateSettings = TemplateSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -143,8 +212,8 @@ def load_settings(path: Path | None = None) -> tuple[Settings, Path | None]:
     """Read the config file (explicit path, else $AUTOLOYAL_CONFIG, else ./config.toml if it
     exists) and validate it; return the settings and the file they came from (None: defaults).
 
-    Relative SQLite paths are taken relative to the config file's folder, so a service runs
-    the same from any working directory.
+    Relative paths (the SQLite file, the outbox and templates folders) are taken relative to
+    the config file's folder, so a service runs the same from any working directory.
     """
     source = _find_config(path)
     if source is None:
@@ -179,6 +248,11 @@ def _find_config(path: Path | None) -> Path | None:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    outbox = settings.outbox.model_copy(update={"dir": base / settings.outbox.dir})
+    templates = settings.templates
+    if templates.dir is not None:
+        templates = templates.model_copy(update={"dir": base / templates.dir})
+    settings = settings.model_copy(update={"outbox": outbox, "templates": templates})
     url = normalize_database_url(settings.database.url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return settings
@@ -227,13 +301,18 @@ def _describe(exc: ValidationError) -> list[str]:
         elif kind == "value_error":
             reason = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
         elif kind in _BOUNDS:
-            reason = _BOUNDS[kind].format(**error.get("ctx", {}))
+            reason = _BOUNDS[kind].format(**{k: _plain(v) for k, v in error.get("ctx", {}).items()})
         else:
             reason = error["msg"][0].lower() + error["msg"][1:]
         quiet = kind in ("missing", "extra_forbidden", "value_error")
         got = "" if quiet else f", got {_show(error['input'])}"
         lines.append(f"{key}: {reason}{got}" if key else f"{reason}{got}")
     return lines
+
+
+def _plain(value: Any) -> Any:
+    """30.0 reads as 30 in a message about a bound."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

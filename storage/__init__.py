@@ -17,16 +17,28 @@ from storage.models import (
     OdometerReading,
     Visit,
 )
+from storage.outbox import (
+    Campaign,
+    ChannelUnreachable,
+    Message,
+    MessageAttempt,
+    MessageTemplate,
+)
 
 __all__ = [
     "Base",
     "Branch",
     "BranchDepartment",
+    "Campaign",
     "Car",
+    "ChannelUnreachable",
     "Client",
     "ClientAlias",
     "ClientConsent",
     "ClientTag",
+    "Message",
+    "MessageAttempt",
+    "MessageTemplate",
     "OdometerReading",
     "Visit",
     "create_engine",

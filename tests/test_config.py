@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,11 @@ def test_the_example_file_is_valid_and_shows_the_defaults() -> None:
     settings, _ = load_settings(EXAMPLE)
 
     defaults = Settings()
-    assert settings.model_dump(exclude={"database"}) == defaults.model_dump(exclude={"database"})
+    anchored = {"database", "outbox"}
+    assert settings.model_dump(exclude=anchored) == defaults.model_dump(exclude=anchored)
+    assert settings.outbox.model_copy(update={"dir": Path("outbox")}) == defaults.outbox
     assert settings.database.url.endswith(str(ROOT / "autoloyal.db"))
+    assert settings.outbox.dir == ROOT / "outbox"
 
 
 def keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -159,3 +163,34 @@ def test_a_postgresql_url_is_kept_as_written(tmp_path: Path) -> None:
     settings, _ = load_settings(path)
 
     assert settings.database.url == "postgresql://app:secret@db/autoloyal"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[company]\nquiet_hours = '9-21'", 'company.quiet_hours: expected "HH:MM-HH:MM"'),
+        ("[telegram]\ntoken = 'secret'", "telegram.token: expected a bot token"),
+        (
+            "[telegram]\napi_server = 'localhost:8081'",
+            "telegram.api_server: expected an http(s) URL",
+        ),
+        ("[outbox]\nlease_seconds = 5", "outbox.lease_seconds: must be at least 30, got 5"),
+    ],
+)
+def test_messaging_settings_name_the_bad_key(toml: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(path)
+
+
+def test_quiet_hours_read_as_a_night_and_can_be_switched_off(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[company]\nquiet_hours = '22:30-08:00'\n[outbox]\ndir = 'out'", "utf-8")
+
+    settings, _ = load_settings(path)
+
+    assert settings.company.quiet == (time(22, 30), time(8, 0))
+    assert settings.outbox.dir == tmp_path / "out"
+    assert Settings(company={"quiet_hours": ""}).company.quiet is None  # type: ignore[arg-type]
