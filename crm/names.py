@@ -101,3 +101,21 @@ _TRANSLIT: dict[str, str] = {
 def translit(text: str) -> str:
     """Lower-case Latin spelling as people type it in e-mail addresses (Юрьевич -> yurevich)."""
     return "".join(_TRANSLIT.get(ch, ch) for ch in text.casefold())
+
+
+def polite_address(first: str | None, middle: str | None, gender: str | None, locale: str) -> str:
+    """How a letter opens: "Уважаемый Иван Петрович", "Уважаемая Анна Сергеевна".
+
+    With the gender unknown there is no right adjective, so the greeting turns neutral
+    ("Здравствуйте, Иван"); with no name at all it is just "Здравствуйте".
+    """
+    name = " ".join(part for part in (first, middle) if part)
+    if locale == "en":
+        return f"Dear {name}" if name else "Hello"
+    if not name:
+        return "Здравствуйте"
+    if gender == MALE:
+        return f"Уважаемый {name}"
+    if gender == FEMALE:
+        return f"Уважаемая {name}"
+    return f"Здравствуйте, {name}"

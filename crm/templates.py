@@ -1,0 +1,123 @@
+"""The dealer's template library: built-in files, the dealer's own folder, staff's saved ones.
+
+A name is looked up in that order of precedence: a template saved by staff in the
+database, then `[templates] dir`, then the built-in Russian library. A template is checked
+when it is saved (it parses, renders every channel against a sample context with every
+section, and touches nothing the sandbox forbids), so a broken one never reaches clients.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.context import CompanyInfo, sample_context
+from gateway.render import MessageTemplate, Rendered, TemplateProblem, check_template
+from storage.outbox import MessageTemplate as StoredTemplate
+
+BUILT_IN = "built-in"
+DATABASE = "database"
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class TemplateNotFound(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no template named {name!r}: see `autoloyal template list`")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    name: str
+    origin: str
+    channels: tuple[str, ...]
+    needs: frozenset[str]
+    problem: str | None = None
+
+
+class TemplateLibrary:
+    """Finds templates by name; `folder` is the dealer's own (`[templates] dir`), if any."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+
+    async def get(self, session: AsyncSession, name: str) -> MessageTemplate:
+        """The template in force under `name`, compiled; TemplateProblem when it is broken."""
+        stored = await session.get(StoredTemplate, name)
+        if stored is not None:
+            return MessageTemplate(name, stored.source, DATABASE)
+        for origin, source in self._files():
+            if source.stem == name:
+                return MessageTemplate(name, source.read_text(encoding="utf-8"), origin)
+        raise TemplateNotFound(name)
+
+    async def catalogue(self, session: AsyncSession) -> list[TemplateInfo]:
+        """Every template in force, with the channels it offers; broken ones say why."""
+        sources: dict[str, tuple[str, str]] = {}
+        for origin, path in reversed(self._files()):
+            sources[path.stem] = (origin, path.read_text(encoding="utf-8"))
+        for stored in await session.scalars(select(StoredTemplate)):
+            sources[stored.name] = (DATABASE, stored.source)
+        infos = []
+        for name, (origin, source) in sorted(sources.items()):
+            try:
+                template = MessageTemplate(name, source, origin)
+            except TemplateProblem as problem:
+                infos.append(TemplateInfo(name, origin, (), frozenset(), str(problem)))
+                continue
+            infos.append(TemplateInfo(name, origin, template.channels, template.needs))
+        return infos
+
+    async def save(
+        self,
+        session: AsyncSession,
+        name: str,
+        source: str,
+        *,
+        company: CompanyInfo,
+        today: date,
+        now: datetime,
+        by: str = "",
+    ) -> Rendered:
+        """Check and store a staff template; returns the sample rendering it passed with.
+
+        Raises TemplateProblem (with the line) and stores nothing when the check fails.
+        """
+        if not _NAME.fullmatch(name):
+            raise TemplateProblem(
+                name, "a template name is lowercase latin letters, digits and '_'"
+            )
+        template = MessageTemplate(name, source, DATABASE)
+        rendered = check_template(template, sample_context(company, today))
+        stored = await session.get(StoredTemplate, name)
+        if stored is None:
+            session.add(
+                StoredTemplate(
+                    name=name, source=source, updated_by=by, created_at=now, updated_at=now
+                )
+            )
+        else:
+            stored.source, stored.updated_by, stored.updated_at = source, by, now
+        return rendered
+
+    async def delete(self, session: AsyncSession, name: str) -> bool:
+        """Remove a staff template; the file template of that name, if any, is in force again."""
+        stored = await session.get(StoredTemplate, name)
+        if stored is None:
+            return False
+        await session.delete(stored)
+        return True
+
+    def _files(self) -> list[tuple[str, Path]]:
+        """(origin, path) of file templates, the dealer's folder first."""
+        found: list[tuple[str, Path]] = []
+        if self.folder is not None and self.folder.is_dir():
+            found += [(str(self.folder), path) for path in sorted(self.folder.glob("*.j2"))]
+        with resources.as_file(resources.files("templates")) as built_in:
+            found += [(BUILT_IN, path) for path in sorted(Path(built_in).glob("*.j2"))]
+        return found
