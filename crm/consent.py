@@ -1,14 +1,11 @@
-"""Consent vocabulary: what a client agreed to receive, per channel and purpose.
+"""Consent vocabulary for the domain; the rule itself lives with the dispatcher that applies it.
 
-A consent row for channel `all` is a blanket word (what a 1C export's single "consent to
-mailings" flag means); a row for a named channel overrides it for that channel. With no row
-at all, service messages are allowed and advertising is not.
+See `gateway.consent`: a row for channel `all` is a blanket word, a named channel overrides
+it, and with no row service messages are allowed and advertising is not.
 """
 
 from __future__ import annotations
 
-SERVICE = "service"
-ADVERTISING = "advertising"
-PURPOSES = (SERVICE, ADVERTISING)
+from gateway.consent import ADVERTISING, ALL_CHANNELS, PURPOSES, SERVICE, allowed
 
-ALL_CHANNELS = "all"
+__all__ = ["ADVERTISING", "ALL_CHANNELS", "PURPOSES", "SERVICE", "allowed"]

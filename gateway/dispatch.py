@@ -1,0 +1,346 @@
+"""The dispatcher: claims due messages and sends each through the first channel that works.
+
+For each message: pick the first channel of the plan (from where it stands) that has the
+client's address, consent and no mark of being unreachable; advertising waits out the
+night and takes a slot of the client's frequency cap; then wait for the channel's rate
+limits, record the attempt as open, send, and record the outcome. Transient errors retry
+the same channel with backoff; permanent ones fall through to the next channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway import lifecycle
+from gateway.channels import CONTACTS, Channel, Outgoing, Permanent, SendResult, Sent
+from gateway.consent import ADVERTISING, allowed, refusal
+from gateway.outbox import FAILED, SENT, SKIPPED
+from gateway.quiet import Night, morning_after
+from gateway.ratelimit import KeyedRateLimiter, RateLimiter, Slot
+from storage.outbox import Message
+
+log = logging.getLogger("autoloyal.dispatch")
+
+Clock = Callable[[], datetime]
+"""Aware UTC now; tests pass a fake one."""
+_NO_ADDRESS = {
+    "telegram": "not linked to Telegram",
+    "sms": "no phone number",
+    "email": "no e-mail address",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """The rules from `[outbox]` and `[company] quiet_hours`."""
+
+    default_timezone: str = "Europe/Moscow"
+    night: Night | None = None
+    max_attempts: int = 5
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    lease_seconds: float = 300.0
+    advertising_limit: int = 2
+    advertising_window_days: int = 7
+    poll_seconds: float = 1.0
+    max_in_flight: int = 64
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+    def backoff(self, tries: int, rng: random.Random) -> float:
+        """Seconds before try number `tries` + 1: doubling from the base, capped, +-20 %."""
+        delay = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (tries - 1))
+        return float(delay * rng.uniform(0.8, 1.2))
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    channel_index: int
+    channel: str
+    address: str
+
+
+class Dispatcher:
+    """One worker. On PostgreSQL several may run; on SQLite run one."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        channels: Mapping[str, Channel],
+        policy: DispatchPolicy,
+        clock: Clock,
+        *,
+        worker: str = "dispatcher",
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.channels = dict(channels)
+        self.policy = policy
+        self.clock = clock
+        self.worker = worker
+        self.rng = rng or random.Random()
+        self.stopping = asyncio.Event()
+        self._monotonic = monotonic
+        self._limits = {
+            name: RateLimiter(channel.rate_per_second, monotonic=monotonic)
+            for name, channel in self.channels.items()
+            if channel.rate_per_second
+        }
+        self._address_limits = {
+            name: KeyedRateLimiter(channel.address_rate_per_second, monotonic=monotonic)
+            for name, channel in self.channels.items()
+            if channel.address_rate_per_second
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set; then finish the requests under way and return."""
+        tasks: set[asyncio.Task[None]] = set()
+        stop_waiter = asyncio.ensure_future(stop.wait())
+        next_reap = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    if time.monotonic() >= next_reap:
+                        await self.reap()
+                        next_reap = time.monotonic() + max(self.policy.lease_seconds / 10, 1.0)
+                    free = self.policy.max_in_flight - len(tasks)
+                    claimed = await self._claim(free) if free > 0 else []
+                except Exception:
+                    # A database that went away comes back; the worker waits for it.
+                    log.exception(
+                        "cannot claim messages; trying again in %g s", self.policy.poll_seconds
+                    )
+                    claimed = []
+                for message_id in claimed:
+                    task = asyncio.create_task(self._deliver(message_id))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if claimed and len(claimed) == free:
+                    continue
+                waiting: set[asyncio.Future[Any]] = {stop_waiter, *tasks}
+                await asyncio.wait(
+                    waiting, timeout=self.policy.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            self.stopping.set()
+            stop_waiter.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain(self) -> int:
+        """Send everything due now, one batch after another; return how many were handled."""
+        handled = 0
+        while claimed := await self._claim(self.policy.max_in_flight):
+            await asyncio.gather(*(self._deliver(message_id) for message_id in claimed))
+            handled += len(claimed)
+        return handled
+
+    async def reap(self) -> tuple[int, int]:
+        async with self.sessions() as session, session.begin():
+            unknown, requeued = await lifecycle.reap(session, self.clock())
+        if unknown or requeued:
+            log.warning(
+                "expired leases: %d message(s) now unknown (a request may have gone out), "
+                "%d queued again (none had)",
+                unknown,
+                requeued,
+            )
+        return unknown, requeued
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+
+    async def _claim(self, limit: int) -> list[int]:
+        async with self.sessions() as session, session.begin():
+            return await lifecycle.claim(
+                session, self.worker, self.clock(), self.policy.lease, limit
+            )
+
+    async def _deliver(self, message_id: int) -> None:
+        try:
+            route = await self._route(message_id)
+            if route is None:
+                return
+            slots = await self._wait_for_slots(route.channel, route.address)
+            if slots is None:
+                async with self.sessions() as session, session.begin():
+                    await lifecycle.release(session, [message_id], self.worker, self.clock())
+                return
+            outgoing = await self._begin(message_id, route)
+            if outgoing is None:
+                return
+            for slot in slots:
+                slot.stamp(self._monotonic())
+            result = await self.channels[route.channel].send(outgoing)
+            await self._record(message_id, outgoing, result)
+        except Exception:
+            # The message stays in `sending`; its lease runs out and `reap` settles it.
+            log.exception("message %d: delivery failed", message_id)
+
+    async def _route(self, message_id: int) -> _Route | None:
+        """Choose the channel, or settle the message without one (skip, defer, cap)."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
+                return None
+            claimed = await lifecycle.load(session, message_id)
+            message = claimed.message
+            route, reasons = self._first_open_channel(claimed)
+            history = "; ".join(part for part in (message.reason, *reasons) if part) or None
+            if route is None:
+                state = FAILED if message.attempts else SKIPPED
+                await lifecycle.settle(session, message, state, now, reason=history)
+                return None
+            if message.kind == ADVERTISING:
+                zone = ZoneInfo(claimed.timezone or self.policy.default_timezone)
+                morning = morning_after(now, zone, self.policy.night)
+                if morning is not None:
+                    await lifecycle.requeue(session, message, morning, now)
+                    return None
+                if message.capped_at is None and not await self._cap_allows(session, message, now):
+                    cap = (
+                        f"frequency cap: {self.policy.advertising_limit} advertising message(s) "
+                        f"in {self.policy.advertising_window_days} days already"
+                    )
+                    await lifecycle.settle(session, message, SKIPPED, now, reason=cap)
+                    return None
+            message.reason = history
+            return route
+
+    def _first_open_channel(self, claimed: lifecycle.Claimed) -> tuple[_Route | None, list[str]]:
+        message = claimed.message
+        reasons: list[str] = []
+        for index in range(message.channel_index, len(claimed.plan)):
+            channel = claimed.plan[index]
+            address = claimed.contacts.get(CONTACTS.get(channel, ""))
+            mark = claimed.unreachable.get(channel)
+            if channel not in self.channels:
+                reasons.append(f"{channel}: the channel is not configured")
+            elif not address:
+                reasons.append(f"{channel}: {_NO_ADDRESS.get(channel, 'no address')}")
+            elif mark is not None and mark.address == address:
+                reasons.append(f"{channel}: unreachable ({mark.reason})")
+            elif not allowed(claimed.consents, channel, message.kind):
+                reasons.append(refusal(channel, message.kind))
+            else:
+                return _Route(index, channel, address), reasons
+        return None, reasons
+
+    async def _cap_allows(self, session: AsyncSession, message: Message, now: datetime) -> bool:
+        policy = self.policy
+        if policy.advertising_limit <= 0 or policy.advertising_window_days <= 0:
+            return True
+        window = timedelta(days=policy.advertising_window_days)
+        return await lifecycle.take_cap_slot(
+            session, message, now, policy.advertising_limit, window
+        )
+
+    async def _wait_for_slots(self, channel: str, address: str) -> list[Slot] | None:
+        """Wait until both the chat's and the channel's limits allow a request; None: stopping."""
+        slots = []
+        per_address = self._address_limits.get(channel)
+        limiters = [per_address.of(address)] if per_address is not None else []
+        limiters += [self._limits[channel]] if channel in self._limits else []
+        for limiter in limiters:
+            slot = await limiter.acquire(self.stopping)
+            if slot is None:
+                return None
+            slots.append(slot)
+        return slots
+
+    async def _begin(self, message_id: int, route: _Route) -> Outgoing | None:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
+                return None  # cancelled or reaped while it waited for a slot
+            message = await session.get_one(Message, message_id, populate_existing=True)
+            await lifecycle.begin_attempt(session, message, route.channel_index, route.address, now)
+            return Outgoing(
+                message_id=message.id,
+                client_id=message.client_id,
+                channel=route.channel,
+                address=route.address,
+                kind=message.kind,
+                content=message.content[route.channel],
+            )
+
+    async def _record(self, message_id: int, outgoing: Outgoing, result: SendResult) -> None:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            message = await session.get_one(Message, message_id, populate_existing=True)
+            attempt = await lifecycle.open_attempt(session, message_id)
+            message.attempts += 1
+            if isinstance(result, Sent):
+                lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_SENT, now, result.provider_id)
+                await lifecycle.settle(
+                    session,
+                    message,
+                    SENT,
+                    now,
+                    sent_at=now,
+                    provider_message_id=result.provider_id,
+                    last_error=None,
+                )
+                return
+            error = result.error
+            message.last_error = error
+            if isinstance(result, Permanent):
+                lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_PERMANENT, now, error=error)
+                if result.unreachable:
+                    await lifecycle.mark_unreachable(
+                        session, message.client_id, outgoing.channel, outgoing.address, error, now
+                    )
+                await self._fall_through(session, message, f"{outgoing.channel}: {error}", now)
+                return
+            lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=error)
+            if result.retry_after:
+                self._limits.get(outgoing.channel, _NO_LIMIT).pause(result.retry_after)
+            message.channel_attempts += 1
+            if message.channel_attempts >= self.policy.max_attempts:
+                gave_up = (
+                    f"{outgoing.channel}: gave up after {message.channel_attempts} tries "
+                    f"({result.error})"
+                )
+                await self._fall_through(session, message, gave_up, now)
+                return
+            delay = max(
+                self.policy.backoff(message.channel_attempts, self.rng), result.retry_after or 0
+            )
+            await lifecycle.requeue(session, message, now + timedelta(seconds=delay), now)
+
+    async def _fall_through(
+        self, session: AsyncSession, message: Message, why: str, now: datetime
+    ) -> None:
+        message.reason = "; ".join(part for part in (message.reason, why) if part)
+        next_index = message.channel_index + 1
+        if next_index >= len(message.plan.split(",")):
+            await lifecycle.settle(session, message, FAILED, now)
+            return
+        await lifecycle.requeue(
+            session, message, now, now, channel_index=next_index, channel_attempts=0
+        )
+
+
+class _Unlimited(RateLimiter):
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+    def pause(self, seconds: float) -> None:
+        return None
+
+
+_NO_LIMIT = _Unlimited()

@@ -1,0 +1,140 @@
+"""Enqueue: the one door every message to many people goes through.
+
+A message is rendered when it is enqueued and stored with an idempotency key; enqueueing
+the same key again is a no-op, so a job or a campaign that is run twice sends once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.consent import ADVERTISING, SERVICE
+from gateway.render import MessageTemplate
+from storage.bulk import table_of
+from storage.outbox import Message
+
+KINDS = (SERVICE, ADVERTISING)
+
+CHANNELS = ("telegram", "sms", "email")
+"""Channels a plan may name, in no particular order; each has an adapter in gateway/channels."""
+
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DELIVERED = "delivered"
+FAILED = "failed"
+SKIPPED = "skipped"
+CANCELLED = "cancelled"
+UNKNOWN = "unknown"
+STATES = (QUEUED, SENDING, SENT, DELIVERED, FAILED, SKIPPED, CANCELLED, UNKNOWN)
+
+
+class PlanError(ValueError):
+    """A channel plan or message kind that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One message to enqueue: who, under which idempotency key, with what context."""
+
+    client_id: int
+    key: str
+    context: Mapping[str, Any]
+    branch_id: int | None = None
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    queued: int = 0
+    duplicates: int = 0
+
+    def add(self, other: EnqueueResult) -> None:
+        self.queued += other.queued
+        self.duplicates += other.duplicates
+
+
+def parse_plan(text: str | Sequence[str]) -> tuple[str, ...]:
+    """ "telegram,sms" -> ("telegram", "sms"); refuses unknown and repeated channels."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    plan = tuple(part.strip().lower() for part in parts if part.strip())
+    if not plan:
+        raise PlanError("the channel plan is empty: name at least one of " + ", ".join(CHANNELS))
+    unknown = [channel for channel in plan if channel not in CHANNELS]
+    if unknown:
+        raise PlanError(f"unknown channel {unknown[0]!r}: use {', '.join(CHANNELS)}")
+    if len(set(plan)) != len(plan):
+        raise PlanError("a channel appears twice in the plan")
+    return plan
+
+
+def check_plan(template: MessageTemplate, plan: Sequence[str], kind: str) -> None:
+    """The template must offer every channel of the plan, and the kind must be known."""
+    if kind not in KINDS:
+        raise PlanError(f"unknown message kind {kind!r}: use {' or '.join(KINDS)}")
+    missing = [channel for channel in plan if channel not in template.channels]
+    if missing:
+        offered = ", ".join(template.channels) or "none"
+        raise PlanError(
+            f"template {template.name} has no {', '.join(missing)} block (it offers: {offered})"
+        )
+
+
+async def enqueue(
+    session: AsyncSession,
+    template: MessageTemplate,
+    recipients: Iterable[Recipient],
+    *,
+    plan: Sequence[str],
+    kind: str,
+    now: datetime,
+    not_before: datetime | None = None,
+    campaign_id: int | None = None,
+) -> EnqueueResult:
+    """Render and insert one batch of messages in the caller's transaction.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING for the batch: a key already in the
+    outbox is counted as a duplicate and left as it was, whatever its state.
+    """
+    check_plan(template, plan, kind)
+    plan_text = ",".join(plan)
+    due = not_before or now
+    rows = [
+        {
+            "idempotency_key": recipient.key,
+            "client_id": recipient.client_id,
+            "campaign_id": campaign_id,
+            "branch_id": recipient.branch_id,
+            "template": template.name,
+            "kind": kind,
+            "plan": plan_text,
+            "content": template.render(recipient.context, plan).content,
+            "state": QUEUED,
+            "channel_index": 0,
+            "attempts": 0,
+            "channel_attempts": 0,
+            "next_attempt_at": due,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for recipient in recipients
+    ]
+    if not rows:
+        return EnqueueResult()
+    statement = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    result = await session.execute(statement.returning(table_of(Message).c.id), rows)
+    queued = len(result.all())
+    return EnqueueResult(queued=queued, duplicates=len(rows) - queued)
+
+
+def _insert(session: AsyncSession) -> Any:
+    table = table_of(Message)
+    dialect = session.get_bind().dialect.name
+    statement: Insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return statement
