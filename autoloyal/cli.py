@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autoloyal.app import DatabaseUnavailable, masked_url, open_app
-from autoloyal.config import CONFIG_ENV, ConfigError, Settings, load_settings
-from autoloyal.run import UnknownRole, parse_roles, run
+from autoloyal.app import masked_url, open_app
+from autoloyal.cli_messaging import campaign_app, template_app
+from autoloyal.config import CONFIG_ENV, load_settings
+from autoloyal.console import err, guarded, out, run_async, settings_of
+from autoloyal.run import parse_roles, run
 from crm.clock import local_today, system_clock
-from crm.demo.load import DemoError, export_demo, load_demo
-from crm.importing import IMPORTERS, ImportFileError, ImportReport, run_import
+from crm.demo.load import export_demo, load_demo
+from crm.importing import IMPORTERS, ImportReport, run_import
 from crm.importing.report import thousands
 from storage import current_revision
-from storage.engine import DatabaseUrlError
 from storage.migrate import head_revision
 
-T = TypeVar("T")
-
-# Errors a user causes and can fix: one line on stderr, exit code 2, no traceback.
-USER_ERRORS = (
-    ConfigError,
-    DatabaseUrlError,
-    DatabaseUnavailable,
-    ImportFileError,
-    DemoError,
-    UnknownRole,
-)
 PROGRESS_THRESHOLD = 3000  # rows; smaller files finish before a bar is worth drawing
 
 app = typer.Typer(
@@ -46,9 +33,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-# Soft wrap: a summary line piped to a script or a log stays one line.
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+app.add_typer(template_app, name="template")
+app.add_typer(campaign_app, name="campaign")
 
 
 class Kind(enum.StrEnum):
@@ -78,11 +64,6 @@ def main_options(
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = guarded(lambda: load_settings(config)[0])
-
-
-def settings_of(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
 
 
 @db_app.command("upgrade")
@@ -234,29 +215,6 @@ def _progress_bar(description: str) -> _Bar:
         transient=True,
     )
     return _Bar(progress if err.is_terminal else None, description)
-
-
-def guarded(make: Callable[[], T]) -> T:
-    """Call `make()`; a user error becomes one line on stderr and exit code 2."""
-    try:
-        return make()
-    except USER_ERRORS as error:
-        _fail(error)
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coroutine)
-    except USER_ERRORS as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-
-
-def _fail(error: Exception) -> NoReturn:
-    err.print(f"autoloyal: {error}", highlight=False, markup=False)
-    raise typer.Exit(2)
 
 
 def main() -> None:

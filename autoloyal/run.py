@@ -12,12 +12,14 @@ from aiohttp import web
 from autoloyal.app import App, masked_url, open_app
 from autoloyal.config import Settings
 from autoloyal.http import make_http_app
+from autoloyal.messaging import build_channels, describe_channels, dispatch_policy, worker_name
+from gateway.dispatch import Dispatcher
 from storage import current_revision
 
 log = logging.getLogger("autoloyal")
 
-# Roles this release has; later ones (bot, dispatcher, scheduler) join this tuple.
-ROLES = ("api",)
+# Roles this release has; later ones (bot, scheduler) join this tuple.
+ROLES = ("api", "dispatcher")
 
 
 class UnknownRole(ValueError):
@@ -42,8 +44,15 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         revision = await current_revision(app.engine)
         log.info("database %s at revision %s", masked_url(settings), revision)
         runners = [await _start_api(app)] if "api" in roles else []
-        await stop.wait()
+        dispatcher = _start_dispatcher(app, stop) if "dispatcher" in roles else None
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait(
+            {stopped, *([dispatcher] if dispatcher else [])}, return_when="FIRST_COMPLETED"
+        )
+        stop.set()
         log.info("stopping")
+        if dispatcher is not None:
+            await dispatcher  # finishes the requests under way, gives back the rest
         for runner in runners:
             await runner.cleanup()
     log.info("stopped")
@@ -57,6 +66,22 @@ async def _start_api(app: App) -> web.AppRunner:
     addresses = ", ".join(f"http://{host}:{port}" for host, port, *_ in runner.addresses)
     log.info("role api: serving %s (GET /healthz)", addresses)
     return runner
+
+
+def _start_dispatcher(app: App, stop: asyncio.Event) -> asyncio.Task[None]:
+    channels = build_channels(app.settings)
+    dispatcher = Dispatcher(
+        app.sessions, channels, dispatch_policy(app.settings), app.clock, worker=worker_name()
+    )
+    log.info("role dispatcher: %s", describe_channels(channels, app.settings))
+
+    async def work() -> None:
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await dispatcher.close()
+
+    return asyncio.create_task(work())
 
 
 def _stop_on_signals() -> asyncio.Event:

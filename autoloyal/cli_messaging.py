@@ -1,0 +1,413 @@
+"""`autoloyal template ...` and `autoloyal campaign ...`: the messaging core from the shell."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from autoloyal.app import App, open_app
+from autoloyal.config import Settings
+from autoloyal.console import err, out, run_async, settings_of
+from autoloyal.messaging import company_info, template_library
+from crm.campaigns import (
+    CampaignError,
+    CampaignReport,
+    campaign_report,
+    cancel_campaign,
+    count_recipients,
+    create_campaign,
+    list_campaigns,
+    prepare_campaign,
+)
+from crm.clock import local_today
+from crm.context import OCCASION_SECTIONS, message_context, sample_context
+from crm.recipients import client_facts
+from crm.templates import TemplateInfo
+from gateway.consent import ADVERTISING, SERVICE
+from gateway.render import MessageTemplate, Rendered, TemplateProblem, check_template
+from gateway.sms_length import sms_length
+
+template_app = typer.Typer(
+    help="Message templates: list, check, preview, save.", no_args_is_help=True
+)
+campaign_app = typer.Typer(help="Campaigns: create, list, show, cancel.", no_args_is_help=True)
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+class Kind(enum.StrEnum):
+    advertising = ADVERTISING
+    service = SERVICE
+
+
+@template_app.command("list")
+def template_list(ctx: typer.Context) -> None:
+    """Every template in force: where it comes from and the channels it offers."""
+    settings = settings_of(ctx)
+
+    async def catalogue() -> list[TemplateInfo]:
+        async with open_app(settings) as app, app.sessions() as session:
+            return await template_library(settings).catalogue(session)
+
+    table = Table("name", "from", "channels", "needs", box=None, pad_edge=False)
+    for info in run_async(catalogue()):
+        channels = ", ".join(info.channels) if info.problem is None else f"BROKEN: {info.problem}"
+        table.add_row(info.name, info.origin, channels, ", ".join(sorted(info.needs)) or "-")
+    out.print(table)
+
+
+@template_app.command("check")
+def template_check(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Template name, e.g. birthday.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False, exists=True, help="Check this file instead of the one in force."
+        ),
+    ] = None,
+) -> None:
+    """Render every channel of a template against a sample client; report SMS length."""
+    settings = settings_of(ctx)
+
+    async def check() -> tuple[MessageTemplate, Rendered]:
+        async with open_app(settings) as app, app.sessions() as session:
+            if file is not None:
+                template = MessageTemplate(name, file.read_text(encoding="utf-8"), str(file))
+            else:
+                template = await template_library(settings).get(session, name)
+            context = sample_context(company_info(settings), _today(app))
+            return template, check_template(template, context)
+
+    template, rendered = run_async(check())
+    out.print(f"{template.name} ({template.origin}): OK", highlight=False)
+    _print_rendered(rendered, full=False)
+
+
+@template_app.command("preview")
+def template_preview(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Template name.")],
+    client: Annotated[int, typer.Option("--client", help="Client id to personalise for.")],
+) -> None:
+    """Show a template rendered for one real client, every channel it offers."""
+    settings = settings_of(ctx)
+
+    async def preview() -> tuple[MessageTemplate, Rendered, list[str]]:
+        async with open_app(settings) as app, app.sessions() as session:
+            template = await template_library(settings).get(session, name)
+            found = await client_facts(session, client)
+            if found is None:
+                raise CampaignError(f"--client: no client with id {client}")
+            company, today = company_info(settings), _today(app)
+            sample = sample_context(company, today)
+            context = message_context(company, found[0], found[1], today)
+            borrowed = sorted((template.needs & OCCASION_SECTIONS) - context.keys())
+            context.update({section: sample[section] for section in borrowed})
+            try:
+                return template, template.render(context, template.channels), borrowed
+            except TemplateProblem:
+                if context["car"] is not None or "car" not in template.names:
+                    raise
+            # The occasion (e.g. a maintenance reminder) always has a car; this client has none.
+            context["car"] = sample["car"]
+            return template, template.render(context, template.channels), [*borrowed, "car"]
+
+    template, rendered, borrowed = run_async(preview())
+    out.print(f"{template.name} ({template.origin}) for client {client}", highlight=False)
+    if borrowed:
+        err.print(f"sample values for: {', '.join(borrowed)} (the occasion provides them)")
+    _print_rendered(rendered, full=True)
+
+
+@template_app.command("save")
+def template_save(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name to save under; overrides a file template.")],
+    file: Annotated[Path, typer.Argument(dir_okay=False, exists=True, readable=True)],
+) -> None:
+    """Check a template file and store it in the database (staff templates win over files)."""
+    settings = settings_of(ctx)
+
+    async def save() -> Rendered:
+        async with open_app(settings) as app, app.sessions() as session, session.begin():
+            return await template_library(settings).save(
+                session,
+                name,
+                file.read_text(encoding="utf-8"),
+                company=company_info(settings),
+                today=_today(app),
+                now=app.clock(),
+                by="cli",
+            )
+
+    rendered = run_async(save())
+    out.print(f"template {name} saved: {', '.join(rendered.content)}", highlight=False)
+
+
+@template_app.command("delete")
+def template_delete(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="A template saved by staff.")]
+) -> None:
+    """Remove a staff template; a file template of the same name is in force again."""
+    settings = settings_of(ctx)
+
+    async def delete() -> bool:
+        async with open_app(settings) as app, app.sessions() as session, session.begin():
+            return await template_library(settings).delete(session, name)
+
+    if not run_async(delete()):
+        err.print(f"autoloyal: no template {name!r} saved in the database")
+        raise typer.Exit(2)
+    out.print(f"template {name} deleted")
+
+
+@campaign_app.command("create")
+def campaign_create(
+    ctx: typer.Context,
+    segment: Annotated[str, typer.Option(help="Segment name, e.g. all.")],
+    template: Annotated[str, typer.Option(help="Template name, e.g. winback.")],
+    channels: Annotated[str, typer.Option(help="Channel plan in order, e.g. telegram,sms,email.")],
+    params: Annotated[list[str] | None, typer.Argument(help="Segment parameters as k=v.")] = None,
+    kind: Annotated[
+        Kind, typer.Option(help="advertising needs consent and waits out the night.")
+    ] = Kind.advertising,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help='Start time, "YYYY-MM-DD HH:MM" in the company time zone (default: now).'
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A name for the list.")] = "",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Create without asking.")] = False,
+) -> None:
+    """Queue a message for every client of a segment; asks first, showing reach and a sample."""
+    settings = settings_of(ctx)
+    segment_params = _parse_params(params or [])
+
+    async def create() -> CampaignReport | None:
+        async with open_app(settings) as app, app.sessions() as session, session.begin():
+            starts_at = _parse_start(at, settings, app.clock())
+            plan = await prepare_campaign(
+                session,
+                template_library(settings),
+                segment=segment,
+                params=segment_params,
+                template=template,
+                channels=channels,
+                kind=kind.value,
+                starts_at=starts_at,
+            )
+            reach = await count_recipients(session, plan)
+            _print_estimate(plan.template.name, plan.plan, kind.value, starts_at, reach, settings)
+            if not yes and not _confirm():
+                return None
+            campaign, result = await create_campaign(
+                session,
+                plan,
+                company_info(settings),
+                now=app.clock(),
+                today=_today(app),
+                name=name,
+                created_by="cli",
+                batch_size=settings.outbox.batch_size,
+            )
+            await session.flush()
+            report = await campaign_report(session, campaign.id, app.clock())
+        out.print(
+            f"campaign {campaign.id} created: {result.queued} message(s) queued"
+            + (f", {result.duplicates} already queued" if result.duplicates else ""),
+            highlight=False,
+        )
+        return report
+
+    if run_async(create()) is None:
+        err.print("nothing created")
+        raise typer.Exit(1)
+
+
+@campaign_app.command("list")
+def campaign_list(ctx: typer.Context) -> None:
+    """Every campaign, newest first, with its status and counts."""
+    settings = settings_of(ctx)
+
+    async def listing() -> list[CampaignReport]:
+        async with open_app(settings) as app, app.sessions() as session:
+            return await list_campaigns(session, app.clock())
+
+    table = Table(
+        "id", "name", "status", "starts", "kind", "messages", "sent", "skipped", "failed", box=None
+    )
+    tz = settings.company.tz
+    for report in run_async(listing()):
+        c, states = report.campaign, report.by_state
+        table.add_row(
+            str(c.id),
+            c.name,
+            report.status,
+            c.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            c.kind,
+            str(report.total),
+            str(states.get("sent", 0) + states.get("delivered", 0)),
+            str(states.get("skipped", 0)),
+            str(states.get("failed", 0)),
+        )
+    out.print(table)
+
+
+@campaign_app.command("show")
+def campaign_show(
+    ctx: typer.Context,
+    campaign_id: Annotated[int, typer.Argument(metavar="ID")],
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Counts per state and per channel, and why messages were skipped or failed."""
+    settings = settings_of(ctx)
+
+    async def show() -> CampaignReport:
+        async with open_app(settings) as app, app.sessions() as session:
+            return await campaign_report(session, campaign_id, app.clock())
+
+    report = run_async(show())
+    if format is Format.json:
+        sys.stdout.write(
+            json.dumps(_as_json(report, settings), ensure_ascii=False, indent=2) + "\n"
+        )
+        return
+    c = report.campaign
+    starts = c.starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
+    out.print(
+        f"campaign {c.id} «{c.name}»: {report.status}; template {c.template}, "
+        f"segment {c.segment}, channels {c.plan}, {c.kind}, starts {starts}",
+        highlight=False,
+    )
+    out.print(f"{report.total} message(s): " + _counts(report.by_state), highlight=False)
+    for channel, states in report.by_channel.items():
+        label = channel if channel != "-" else "no channel"
+        out.print(f"  {label}: {_counts(states)}", highlight=False)
+    if report.reasons:
+        out.print("reasons:")
+        for reason, count in report.reasons:
+            out.print(f"  {count} × {reason}", highlight=False, markup=False)
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(
+    ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(metavar="ID")]
+) -> None:
+    """Cancel the messages not yet sent; those already sent stay on record."""
+    settings = settings_of(ctx)
+
+    async def cancel() -> int:
+        async with open_app(settings) as app, app.sessions() as session, session.begin():
+            return await cancel_campaign(session, campaign_id, app.clock())
+
+    cancelled = run_async(cancel())
+    out.print(f"campaign {campaign_id} cancelled: {cancelled} message(s) will not be sent")
+
+
+def _today(app: App) -> Any:
+    return local_today(app.clock, app.settings.company.tz)
+
+
+def _print_rendered(rendered: Rendered, *, full: bool) -> None:
+    for channel, parts in rendered.content.items():
+        if channel == "sms":
+            out.print(f"[bold]sms[/bold]: {sms_length(parts['text'])}")
+        elif channel == "telegram":
+            out.print(f"[bold]telegram[/bold]: {len(parts['text'])} characters (HTML)")
+        else:
+            html = f", HTML part {len(parts['html'])} characters" if "html" in parts else ""
+            out.print(f"[bold]email[/bold]: subject «{parts['subject']}»{html}", highlight=False)
+        if full:
+            out.print(parts["text"], highlight=False, markup=False)
+            out.print()
+
+
+def _print_estimate(
+    template: str,
+    plan: tuple[str, ...],
+    kind: str,
+    starts_at: datetime,
+    reach: dict[str, int],
+    settings: Settings,
+) -> None:
+    starts = starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
+    err.print(
+        f"{template} to {reach['clients']} client(s) through {' -> '.join(plan)} ({kind}), "
+        f"starting {starts}",
+        highlight=False,
+    )
+    err.print(
+        "  with an address: " + ", ".join(f"{channel} {reach[channel]}" for channel in plan),
+        highlight=False,
+    )
+    if kind == ADVERTISING:
+        err.print("  advertising goes only to clients who agreed to it, outside quiet hours")
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        err.print("autoloyal: add --yes to create the campaign without a question")
+        return False
+    return typer.confirm("create the campaign?", default=False, err=True)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected k=v, got {item!r}", param_hint="PARAMS")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _parse_start(text: str | None, settings: Settings, now: datetime) -> datetime:
+    if not text:
+        return now
+    try:
+        start = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+    except ValueError:
+        raise CampaignError(f'--at: expected "YYYY-MM-DD HH:MM", got "{text}"') from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=ZoneInfo(settings.company.timezone))
+    if start < now - timedelta(minutes=1):
+        raise CampaignError(f"--at: {text} has already passed")
+    return max(start, now)
+
+
+def _counts(states: dict[str, int]) -> str:
+    return ", ".join(f"{state} {count}" for state, count in states.items()) or "none"
+
+
+def _as_json(report: CampaignReport, settings: Settings) -> dict[str, Any]:
+    c = report.campaign
+    return {
+        "id": c.id,
+        "name": c.name,
+        "status": report.status,
+        "template": c.template,
+        "segment": c.segment,
+        "segment_params": c.segment_params,
+        "channels": c.plan.split(","),
+        "kind": c.kind,
+        "starts_at": c.starts_at.isoformat(),
+        "created_at": c.created_at.isoformat(),
+        "cancelled_at": c.cancelled_at.isoformat() if c.cancelled_at else None,
+        "total": report.total,
+        "by_state": report.by_state,
+        "by_channel": report.by_channel,
+        "reasons": [{"reason": reason, "count": count} for reason, count in report.reasons],
+    }

@@ -1,0 +1,234 @@
+"""Campaigns: a segment of clients, a template, a channel plan, a kind and a start time.
+
+Creating a campaign renders a message per client and queues them all in one transaction:
+either the whole campaign is in the outbox or none of it is. Each message's idempotency
+key is `campaign:{id}:{client}`, so no client gets one campaign twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.context import OCCASION_SECTIONS, CompanyInfo, message_context
+from crm.recipients import client_pages
+from crm.segments import segment_query
+from crm.templates import TemplateLibrary
+from gateway.lifecycle import cancel
+from gateway.outbox import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SKIPPED,
+    STATES,
+    UNKNOWN,
+    EnqueueResult,
+    Recipient,
+    check_plan,
+    enqueue,
+    parse_plan,
+)
+from gateway.render import MessageTemplate
+from storage.models import Client
+from storage.outbox import Campaign, Message
+
+ACTIVE = "active"
+
+
+class CampaignError(ValueError):
+    """A campaign that cannot be created or changed as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPlan:
+    """What staff asked for, checked: the template compiled, the plan parsed."""
+
+    segment: str
+    params: dict[str, str]
+    template: MessageTemplate
+    plan: tuple[str, ...]
+    kind: str
+    starts_at: datetime
+
+
+@dataclass(slots=True)
+class CampaignReport:
+    campaign: Campaign
+    status: str
+    by_state: dict[str, int]
+    by_channel: dict[str, dict[str, int]]
+    reasons: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_state.values())
+
+
+async def prepare_campaign(
+    session: AsyncSession,
+    library: TemplateLibrary,
+    *,
+    segment: str,
+    params: Mapping[str, str],
+    template: str,
+    channels: str | Sequence[str],
+    kind: str,
+    starts_at: datetime,
+) -> CampaignPlan:
+    """Check everything a campaign needs before a single message is rendered."""
+    compiled = await library.get(session, template)
+    plan = parse_plan(channels)
+    check_plan(compiled, plan, kind)
+    occasion = sorted(compiled.needs & OCCASION_SECTIONS)
+    if occasion:
+        raise CampaignError(
+            f"template {template} needs {', '.join(occasion)}, which only its own occasion "
+            "provides: it is sent by that feature, not to a segment"
+        )
+    segment_query(segment, params)  # refuses an unknown segment or parameter now
+    return CampaignPlan(segment, dict(params), compiled, plan, kind, starts_at)
+
+
+async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[str, int]:
+    """The segment's size, and how many of its clients have each channel's address."""
+    members = segment_query(plan.segment, plan.params).subquery()
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(Client.telegram_id),
+                func.count(Client.phone),
+                func.count(Client.email),
+            ).where(Client.id.in_(select(members.c[0])))
+        )
+    ).one()
+    return {"clients": row[0], "telegram": row[1], "sms": row[2], "email": row[3]}
+
+
+async def create_campaign(
+    session: AsyncSession,
+    plan: CampaignPlan,
+    company: CompanyInfo,
+    *,
+    now: datetime,
+    today: date,
+    name: str = "",
+    created_by: str = "",
+    batch_size: int = 1000,
+) -> tuple[Campaign, EnqueueResult]:
+    """Create the campaign and queue a message for every client of its segment."""
+    campaign = Campaign(
+        name=name or f"{plan.template.name} → {plan.segment}",
+        segment=plan.segment,
+        segment_params=plan.params,
+        template=plan.template.name,
+        plan=",".join(plan.plan),
+        kind=plan.kind,
+        state=ACTIVE,
+        starts_at=plan.starts_at,
+        created_by=created_by,
+        created_at=now,
+    )
+    session.add(campaign)
+    await session.flush()
+    result = EnqueueResult()
+    members = segment_query(plan.segment, plan.params)
+    async for page in client_pages(session, members, batch_size):
+        recipients = [
+            Recipient(
+                client_id=client.id,
+                key=f"campaign:{campaign.id}:{client.id}",
+                context=message_context(company, client, car, today),
+            )
+            for client, car in page
+        ]
+        result.add(
+            await enqueue(
+                session,
+                plan.template,
+                recipients,
+                plan=plan.plan,
+                kind=plan.kind,
+                now=now,
+                not_before=plan.starts_at,
+                campaign_id=campaign.id,
+            )
+        )
+    return campaign, result
+
+
+async def cancel_campaign(session: AsyncSession, campaign_id: int, now: datetime) -> int:
+    """Stop a campaign: messages not yet on their way are cancelled; returns how many."""
+    campaign = await _get(session, campaign_id)
+    if campaign.state == CANCELLED:
+        raise CampaignError(f"campaign {campaign_id} is already cancelled")
+    campaign.state = CANCELLED
+    campaign.cancelled_at = now
+    return await cancel(session, campaign_id, now)
+
+
+async def campaign_report(session: AsyncSession, campaign_id: int, now: datetime) -> CampaignReport:
+    """Counts per state and per channel, and the commonest reasons for skips and failures."""
+    campaign = await _get(session, campaign_id)
+    rows = await session.execute(
+        select(Message.state, Message.channel, func.count())
+        .where(Message.campaign_id == campaign_id)
+        .group_by(Message.state, Message.channel)
+    )
+    by_state: Counter[str] = Counter()
+    by_channel: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for state, channel, count in rows:
+        by_state[state] += count
+        by_channel[channel or "-"][state] += count
+    reasons = await session.execute(
+        select(Message.reason, func.count())
+        .where(
+            Message.campaign_id == campaign_id,
+            Message.state.in_((SKIPPED, FAILED, UNKNOWN)),
+            Message.reason.is_not(None),
+        )
+        .group_by(Message.reason)
+        .order_by(func.count().desc())
+        .limit(10)
+    )
+    return CampaignReport(
+        campaign=campaign,
+        status=_status(campaign, by_state, now),
+        by_state={state: by_state[state] for state in STATES if by_state[state]},
+        by_channel={channel: dict(states) for channel, states in sorted(by_channel.items())},
+        reasons=[(str(reason), count) for reason, count in reasons],
+    )
+
+
+async def list_campaigns(session: AsyncSession, now: datetime) -> list[CampaignReport]:
+    campaigns = (await session.scalars(select(Campaign).order_by(Campaign.id.desc()))).all()
+    counts: defaultdict[int, dict[str, int]] = defaultdict(dict)
+    for campaign_id, state, count in await session.execute(
+        select(Message.campaign_id, Message.state, func.count())
+        .where(Message.campaign_id.is_not(None))
+        .group_by(Message.campaign_id, Message.state)
+    ):
+        if campaign_id is not None:
+            counts[campaign_id][state] = count
+    return [CampaignReport(c, _status(c, counts[c.id], now), counts[c.id], {}) for c in campaigns]
+
+
+def _status(campaign: Campaign, by_state: Mapping[str, int], now: datetime) -> str:
+    if campaign.state == CANCELLED:
+        return "cancelled"
+    if not by_state.get(QUEUED) and not by_state.get(SENDING):
+        return "finished"
+    return "scheduled" if campaign.starts_at > now else "running"
+
+
+async def _get(session: AsyncSession, campaign_id: int) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"no campaign {campaign_id}: see `autoloyal campaign list`")
+    return campaign

@@ -1,0 +1,101 @@
+"""The clients a message goes to, read in pages with what their messages need to know."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.context import CarFacts, ClientFacts
+from crm.segments import SegmentQuery
+from storage.models import Car, Client, OdometerReading, Visit
+
+_FACTS = (
+    Client.id,
+    Client.first_name,
+    Client.middle_name,
+    Client.last_name,
+    Client.gender,
+    Client.birthday,
+    Client.timezone,
+)
+
+
+async def client_facts(
+    session: AsyncSession, client_id: int
+) -> tuple[ClientFacts, CarFacts | None] | None:
+    """One client with their latest car, or None when there is no such client."""
+    row = (await session.execute(select(*_FACTS).where(Client.id == client_id))).first()
+    if row is None:
+        return None
+    cars = await latest_cars(session, [client_id])
+    return ClientFacts(*row), cars.get(client_id)
+
+
+async def client_pages(
+    session: AsyncSession, segment: SegmentQuery, size: int
+) -> AsyncIterator[list[tuple[ClientFacts, CarFacts | None]]]:
+    """The segment's clients in pages by id, each with the car they came with last.
+
+    Pages are read by key (`id > last`), not with a cursor held open, so the caller may
+    write between pages in the same transaction on SQLite and PostgreSQL alike.
+    """
+    members = segment.subquery()
+    last_id = 0
+    while True:
+        clients = [
+            ClientFacts(*row)
+            for row in await session.execute(
+                select(*_FACTS)
+                .where(Client.id > last_id, Client.id.in_(select(members.c[0])))
+                .order_by(Client.id)
+                .limit(size)
+            )
+        ]
+        if not clients:
+            return
+        cars = await latest_cars(session, [client.id for client in clients])
+        yield [(client, cars.get(client.id)) for client in clients]
+        last_id = clients[-1].id
+
+
+async def latest_cars(session: AsyncSession, client_ids: list[int]) -> dict[int, CarFacts]:
+    """Per client, the car of their latest visit (else their newest car), with its odometer."""
+    last_visit = (
+        select(Visit.car_id, func.max(Visit.visited_on).label("on"))
+        .where(Visit.client_id.in_(client_ids))
+        .group_by(Visit.car_id)
+        .subquery()
+    )
+    odometer = (
+        select(OdometerReading.car_id, func.max(OdometerReading.km).label("km"))
+        .join(Car, Car.id == OdometerReading.car_id)
+        .where(Car.client_id.in_(client_ids))
+        .group_by(OdometerReading.car_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Car.client_id,
+            Car.id,
+            Car.make,
+            Car.model,
+            Car.year,
+            Car.plate,
+            Car.vin,
+            odometer.c.km,
+            last_visit.c.on,
+        )
+        .outerjoin(odometer, odometer.c.car_id == Car.id)
+        .outerjoin(last_visit, last_visit.c.car_id == Car.id)
+        .where(Car.client_id.in_(client_ids))
+    )
+    best: dict[int, tuple[Any, CarFacts]] = {}
+    for client_id, car_id, make, model, year, plate, vin, km, visited in rows:
+        rank = (visited or date.min, car_id)
+        if client_id not in best or rank > best[client_id][0]:
+            best[client_id] = (rank, CarFacts(make, model, year, plate, vin, km))
+    return {client_id: car for client_id, (_, car) in best.items()}
