@@ -14,7 +14,6 @@ from crm.context import CompanyInfo
 from crm.templates import TemplateLibrary
 from gateway.channels import Channel
 from gateway.channels.filesink import FileSink
-from gateway.channels.telegram import TelegramChannel
 from gateway.dispatch import DispatchPolicy
 from gateway.outbox import CHANNELS
 
@@ -43,6 +42,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     channels: dict[str, Channel] = {name: FileSink(name, folder) for name in CHANNELS}
     telegram = settings.telegram
     if telegram.token:
+        # aiogram takes two seconds to import: only a process that sends to Telegram pays.
+        from gateway.channels.telegram import TelegramChannel
+
         channels["telegram"] = TelegramChannel(
             telegram.token,
             api_server=telegram.api_server,

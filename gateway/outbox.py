@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert
+from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,10 +99,13 @@ async def enqueue(
 ) -> EnqueueResult:
     """Render and insert one batch of messages in the caller's transaction.
 
-    One multi-row INSERT ... ON CONFLICT DO NOTHING for the batch: a key already in the
-    outbox is counted as a duplicate and left as it was, whatever its state.
+    Keys already in the outbox are not rendered again; the rest go in one multi-row
+    INSERT ... ON CONFLICT DO NOTHING, so a key another process queued a moment ago is a
+    duplicate too. A duplicate is left as it was, whatever its state.
     """
     check_plan(template, plan, kind)
+    batch = list(recipients)
+    known = await _known_keys(session, [recipient.key for recipient in batch])
     plan_text = ",".join(plan)
     due = not_before or now
     rows = [
@@ -123,14 +126,25 @@ async def enqueue(
             "created_at": now,
             "updated_at": now,
         }
-        for recipient in recipients
+        for recipient in batch
+        if recipient.key not in known
     ]
     if not rows:
-        return EnqueueResult()
+        return EnqueueResult(duplicates=len(batch))
     statement = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
     result = await session.execute(statement.returning(table_of(Message).c.id), rows)
     queued = len(result.all())
-    return EnqueueResult(queued=queued, duplicates=len(rows) - queued)
+    return EnqueueResult(queued=queued, duplicates=len(batch) - queued)
+
+
+async def _known_keys(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Keys already in the outbox: a rerun skips rendering them (the insert would skip them)."""
+    if not keys:
+        return set()
+    found = await session.scalars(
+        select(Message.idempotency_key).where(Message.idempotency_key.in_(keys))
+    )
+    return set(found)
 
 
 def _insert(session: AsyncSession) -> Any:

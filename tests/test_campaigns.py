@@ -1,0 +1,241 @@
+"""Campaigns and the outbox's door: queue once, all or nothing, cancel, account for every message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from crm.campaigns import (
+    CampaignError,
+    CampaignPlan,
+    campaign_report,
+    cancel_campaign,
+    create_campaign,
+    prepare_campaign,
+)
+from crm.segments import SegmentError
+from crm.templates import TemplateLibrary
+from gateway import lifecycle
+from gateway.channels.filesink import FileSink
+from gateway.consent import SERVICE
+from gateway.outbox import PlanError, Recipient, enqueue
+from gateway.render import TemplateProblem
+from storage.outbox import Campaign, Message
+from tests.support.clock import FakeClock
+from tests.support.databases import Database
+from tests.support.messaging import COMPANY, add_client, make_dispatcher, message, queue_message
+
+
+async def plan_for(
+    db: Database,
+    clock: FakeClock,
+    *,
+    template: str = "winback",
+    channels: str = "telegram,sms",
+    kind: str = "advertising",
+    segment: str = "all",
+    params: dict[str, str] | None = None,
+    library: TemplateLibrary | None = None,
+) -> CampaignPlan:
+    async with db.sessions() as session:
+        return await prepare_campaign(
+            session,
+            library or TemplateLibrary(),
+            segment=segment,
+            params=params or {},
+            template=template,
+            channels=channels,
+            kind=kind,
+            starts_at=clock(),
+        )
+
+
+async def launch(db: Database, clock: FakeClock, plan: CampaignPlan, batch_size: int = 2) -> int:
+    async with db.sessions() as session, session.begin():
+        campaign, _ = await create_campaign(
+            session, plan, COMPANY, now=clock(), today=clock().date(), batch_size=batch_size
+        )
+        return campaign.id
+
+
+async def count(db: Database, model: type[Message] | type[Campaign]) -> int:
+    async with db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_enqueueing_the_same_key_twice_queues_one_message(
+    db: Database, clock: FakeClock
+) -> None:
+    client = await add_client(db, first_name="Анна", middle_name="Сергеевна", gender="female")
+    first = await queue_message(db, clock, client, key="birthday:1:2026", kind=SERVICE)
+    async with db.sessions() as session, session.begin():
+        template = await TemplateLibrary().get(session, "winback")
+        again = await enqueue(
+            session,
+            template,
+            [Recipient(client, "birthday:1:2026", {"unused": True})],
+            plan=("telegram",),
+            kind=SERVICE,
+            now=clock(),
+        )
+
+    assert (again.queued, again.duplicates) == (0, 1)
+    assert await count(db, Message) == 1
+    assert (await message(db, first)).kind == SERVICE
+
+
+async def test_a_campaign_queues_one_personalised_message_per_client(
+    db: Database, clock: FakeClock
+) -> None:
+    anna = await add_client(db, first_name="Анна", middle_name="Сергеевна", gender="female")
+    ivan = await add_client(db, first_name="Иван", middle_name="", gender=None)
+    later = clock() + timedelta(hours=3)
+    plan = await plan_for(db, clock)
+    plan = CampaignPlan(plan.segment, plan.params, plan.template, plan.plan, plan.kind, later)
+
+    campaign_id = await launch(db, clock, plan, batch_size=1)
+
+    async with db.sessions() as session:
+        messages = list(await session.scalars(select(Message).order_by(Message.client_id)))
+    assert [m.idempotency_key for m in messages] == [
+        f"campaign:{campaign_id}:{anna}",
+        f"campaign:{campaign_id}:{ivan}",
+    ]
+    assert messages[0].content["telegram"]["text"].startswith("👋 <b>Уважаемая Анна Сергеевна!</b>")
+    assert messages[1].content["sms"]["text"].startswith("Иван, давно не виделись!")
+    assert {m.next_attempt_at for m in messages} == {later}
+    assert {(m.state, m.plan, m.kind) for m in messages} == {
+        ("queued", "telegram,sms", "advertising")
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        pytest.param(
+            {"template": "maintenance_reminder"},
+            CampaignError,
+            "template maintenance_reminder needs maintenance",
+            id="occasion-template",
+        ),
+        pytest.param(
+            {"channels": "telegram,fax"}, PlanError, "unknown channel 'fax'", id="channel"
+        ),
+        pytest.param({"channels": "sms,sms"}, PlanError, "appears twice", id="twice"),
+        pytest.param({"kind": "promo"}, PlanError, "unknown message kind 'promo'", id="kind"),
+        pytest.param({"segment": "vip"}, SegmentError, "unknown segment 'vip'", id="segment"),
+        pytest.param({"params": {"days": "30"}}, SegmentError, "takes no parameters", id="params"),
+    ],
+)
+async def test_a_campaign_that_cannot_work_is_refused_before_anything_is_queued(
+    db: Database,
+    clock: FakeClock,
+    options: dict[str, object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message):
+        await plan_for(db, clock, **options)  # type: ignore[arg-type]
+
+
+async def test_a_plan_naming_a_channel_the_template_lacks_is_refused(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    (tmp_path / "sms_only.j2").write_text("{% block sms %}Привет{% endblock %}", "utf-8")
+
+    with pytest.raises(PlanError, match="template sms_only has no telegram block"):
+        await plan_for(db, clock, template="sms_only", library=TemplateLibrary(tmp_path))
+
+
+async def test_a_campaign_that_fails_for_one_client_leaves_nothing_behind(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    (tmp_path / "car_offer.j2").write_text(
+        "{% block sms %}{{ client.name }}, для {{ car.title }} скидка{% endblock %}", "utf-8"
+    )
+    for _ in range(5):
+        await add_client(db)  # none of them has a car: the template cannot render
+    plan = await plan_for(
+        db, clock, template="car_offer", channels="sms", library=TemplateLibrary(tmp_path)
+    )
+
+    with pytest.raises(TemplateProblem, match="car_offer, line 1"):
+        await launch(db, clock, plan)
+
+    assert await count(db, Campaign) == 0
+    assert await count(db, Message) == 0
+
+
+async def test_cancelling_stops_what_has_not_left_and_keeps_what_was_sent(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    for number in range(4):
+        await add_client(db, telegram_id=100 + number)
+    campaign_id = await launch(db, clock, await plan_for(db, clock, channels="telegram"))
+    sink = FileSink("telegram", tmp_path)
+    async with db.sessions() as session, session.begin():
+        [first] = await lifecycle.claim(session, "dispatcher", clock(), timedelta(minutes=5), 1)
+    await make_dispatcher(db, {"telegram": sink}, clock, max_in_flight=1)._deliver(first)
+    async with db.sessions() as session, session.begin():
+        [held] = await lifecycle.claim(session, "other", clock(), timedelta(minutes=5), 1)
+
+    async with db.sessions() as session, session.begin():
+        cancelled = await cancel_campaign(session, campaign_id, clock())
+
+    assert cancelled == 3  # two queued, and one held by a worker that had not sent it yet
+    assert (await message(db, first)).state == "sent"
+    assert (await message(db, held)).state == "cancelled"
+    async with db.sessions() as session:
+        report = await campaign_report(session, campaign_id, clock())
+    assert (report.status, report.by_state) == ("cancelled", {"sent": 1, "cancelled": 3})
+    with pytest.raises(CampaignError, match="already cancelled"):
+        async with db.sessions() as session, session.begin():
+            await cancel_campaign(session, campaign_id, clock())
+
+
+async def test_the_report_accounts_for_every_message_by_state_channel_and_reason(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    await add_client(db, telegram_id=501)
+    await add_client(db, phone="+79035254560")
+    await add_client(db, phone="+79035254561", ads=None)
+    await add_client(db)
+    campaign_id = await launch(db, clock, await plan_for(db, clock))
+    channels = {"telegram": FileSink("telegram", tmp_path), "sms": FileSink("sms", tmp_path)}
+
+    await make_dispatcher(db, channels, clock).drain()
+
+    async with db.sessions() as session:
+        report = await campaign_report(session, campaign_id, clock())
+    assert report.status == "finished"
+    assert report.total == 4
+    assert report.by_state == {"sent": 2, "skipped": 2}
+    assert report.by_channel == {"-": {"skipped": 2}, "sms": {"sent": 1}, "telegram": {"sent": 1}}
+    assert sorted(report.reasons) == [
+        ("telegram: not linked to Telegram; sms: no consent to advertising", 1),
+        ("telegram: not linked to Telegram; sms: no phone number", 1),
+    ]
+
+
+async def test_a_campaign_waits_for_its_start_time(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    await add_client(db, telegram_id=777)
+    plan = await plan_for(db, clock, channels="telegram")
+    starts = clock() + timedelta(hours=2)
+    campaign_id = await launch(
+        db,
+        clock,
+        CampaignPlan(plan.segment, plan.params, plan.template, plan.plan, plan.kind, starts),
+    )
+    dispatcher = make_dispatcher(db, {"telegram": FileSink("telegram", tmp_path)}, clock)
+
+    assert await dispatcher.drain() == 0
+    async with db.sessions() as session:
+        assert (await campaign_report(session, campaign_id, clock())).status == "scheduled"
+
+    clock.set(starts)
+    assert await dispatcher.drain() == 1

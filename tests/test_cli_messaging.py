@@ -1,0 +1,126 @@
+"""`autoloyal template ...` and `autoloyal campaign ...` as the dealer's IT person runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.test_cli import AUTOLOYAL, autoloyal, query
+
+BROKEN = """{% block sms %}
+Здравствуйте!
+{{ client.nmae }}, ждём вас.
+{% endblock %}
+"""
+
+
+def test_templates_are_listed_checked_and_previewed(tmp_path: Path) -> None:
+    assert autoloyal(tmp_path, "demo", "--clients", "20").returncode == 0
+
+    listing = autoloyal(tmp_path, "template", "list")
+    check = autoloyal(tmp_path, "template", "check", "birthday")
+    preview = autoloyal(tmp_path, "template", "preview", "maintenance_reminder", "--client", "3")
+
+    assert listing.returncode == 0, listing.stderr
+    assert "maintenance_reminder  built-in  telegram, sms, email  maintenance" in listing.stdout
+    assert check.returncode == 0, check.stderr
+    assert "birthday (built-in): OK" in check.stdout
+    assert "sms: 2 SMS (UCS-2, " in check.stdout
+    assert preview.returncode == 0, preview.stderr
+    assert "sample values for: maintenance" in preview.stderr
+    name = query(tmp_path / "autoloyal.db", "SELECT first_name FROM client WHERE id = 3")[0][0]
+    assert name in preview.stdout
+
+
+def test_a_broken_staff_template_is_refused_with_its_line_and_a_good_one_is_saved(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "broken.j2").write_text(BROKEN, encoding="utf-8")
+    (tmp_path / "good.j2").write_text(
+        "{% block sms %}{{ client.polite }}! Ждём вас. {{ company.name }}{% endblock %}", "utf-8"
+    )
+
+    refused = autoloyal(tmp_path, "template", "save", "offer", "broken.j2")
+    saved = autoloyal(tmp_path, "template", "save", "winback", "good.j2")
+    listing = autoloyal(tmp_path, "template", "list")
+
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("autoloyal: offer, line 3: ")
+    assert "nmae" in refused.stderr
+    assert query(tmp_path / "autoloyal.db", "SELECT name FROM message_template") == [("winback",)]
+    assert saved.returncode == 0, saved.stderr
+    assert "winback               database  sms" in listing.stdout
+
+
+def test_a_campaign_is_created_sent_shown_and_its_rest_cancelled(tmp_path: Path) -> None:
+    config = '[company]\nquiet_hours = ""\n[outbox]\nadvertising_limit = 0\n[http]\nport = 0\n'
+    assert autoloyal(tmp_path, "demo", "--clients", "40", config=config).returncode == 0
+
+    asked = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "all", "--template", "new_year",
+        "--channels", "telegram,sms",
+    )  # fmt: skip
+    created = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "all", "--template", "new_year",
+        "--channels", "telegram,sms", "--yes",
+    )  # fmt: skip
+
+    assert asked.returncode == 1
+    assert "new_year to 40 client(s) through telegram -> sms" in asked.stderr
+    assert "add --yes" in asked.stderr
+    assert created.returncode == 0, created.stderr
+    assert "campaign 1 created: 40 message(s) queued" in created.stdout
+
+    process = subprocess.Popen(
+        [AUTOLOYAL, "run", "--roles", "dispatcher"], cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = autoloyal(tmp_path, "campaign", "show", "1", "--format", "json")
+            report = json.loads(shown.stdout)
+            if report["status"] == "finished":
+                break
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    finally:
+        process.kill()
+
+    assert report["status"] == "finished"
+    assert report["total"] == 40
+    assert set(report["by_state"]) <= {"sent", "skipped"}
+    sent = report["by_state"].get("sent", 0)
+    lines = sum(
+        len(path.read_text("utf-8").splitlines()) for path in (tmp_path / "outbox").glob("*.jsonl")
+    )
+    assert lines == sent > 0
+    cancelled = autoloyal(tmp_path, "campaign", "cancel", "1")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "campaign 1 cancelled: 0 message(s) will not be sent" in cancelled.stdout
+    listing = autoloyal(tmp_path, "campaign", "list")
+    assert "cancelled" in listing.stdout
+
+
+def test_campaign_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    unknown = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "vip", "--template", "winback",
+        "--channels", "telegram", "--yes",
+    )  # fmt: skip
+    occasion = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "all", "--template", "booking_reminder",
+        "--channels", "sms", "--yes",
+    )  # fmt: skip
+    missing = autoloyal(tmp_path, "campaign", "show", "42")
+
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "autoloyal: unknown segment 'vip': known segments are all\n",
+    )
+    assert occasion.returncode == 2
+    assert "needs booking" in occasion.stderr
+    assert missing.returncode == 2
+    assert "no campaign 42" in missing.stderr
