@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.environment import Template
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -38,6 +38,8 @@ COMMON_SECTIONS = frozenset(
 _FILENAME = "<template>"
 _BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
+# Only plain white space: the no-break spaces the filters put in "1 500 ₽" must stay.
+_LINE_BREAKS = re.compile(r"[ \t\r\n]+")
 
 
 class TemplateProblem(Exception):
@@ -131,7 +133,7 @@ class MessageTemplate:
         for channel in wanted:
             if channel == "email":
                 part = {
-                    "subject": " ".join(self._block(text_ctx, "subject").split()),
+                    "subject": _LINE_BREAKS.sub(" ", self._block(text_ctx, "subject")),
                     "text": self._block(text_ctx, "email_text"),
                 }
                 if "email_html" in self.blocks:
@@ -150,7 +152,9 @@ class MessageTemplate:
         template = self._html if html else self._text
         try:
             text = "".join(template.blocks[block](ctx))
-        except (UndefinedError, SecurityError, TemplateError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            # Whatever a template and one client's data can raise (a missing name, 1/0, a
+            # date filter given a string) is that template's problem, reported with its line.
             raise TemplateProblem(self.name, _reason(exc), _line_of(exc, template)) from None
         text = _TRAILING_SPACE.sub("\n", text.strip())
         return _BLANK_LINES.sub("\n\n", text)
@@ -208,19 +212,34 @@ def _check_forbidden(name: str, ast: nodes.Template) -> None:
     template would pass a test render and fail on the one client whose data takes the
     other branch.
     """
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
-        attribute: object = None
-        if isinstance(node, nodes.Getattr):
-            attribute = node.attr
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            attribute = node.arg.value
-        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
-            first = node.args[0]
-            attribute = first.value if isinstance(first, nodes.Const) else "(computed)"
-        if isinstance(attribute, str) and (attribute.startswith("_") or attribute == "(computed)"):
-            raise TemplateProblem(
-                name, f"access to {attribute!r} is not allowed in templates", node.lineno
-            )
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test)):
+        for attribute in _attributes_named(node):
+            if attribute is None or attribute.startswith("_"):
+                shown = "a computed attribute" if attribute is None else repr(attribute)
+                raise TemplateProblem(
+                    name, f"access to {shown} is not allowed in templates", node.lineno
+                )
+
+
+# Filters whose first argument names an attribute to read from each item.
+_ATTRIBUTE_FILTERS = frozenset({"attr", "groupby", "selectattr", "rejectattr"})
+
+
+def _attributes_named(node: nodes.Node) -> list[str | None]:
+    """Attribute names a node reads; None for one computed at render time."""
+    if isinstance(node, nodes.Getattr):
+        return [node.attr]
+    if isinstance(node, nodes.Getitem):
+        arg = node.arg
+        return [arg.value] if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else []
+    assert isinstance(node, nodes.Filter | nodes.Test)
+    named: list[nodes.Expr] = [kw.value for kw in node.kwargs if kw.key == "attribute"]
+    if node.name in _ATTRIBUTE_FILTERS and node.args:
+        named.append(node.args[0])
+    return [
+        value.value if isinstance(value, nodes.Const) and isinstance(value.value, str) else None
+        for value in named
+    ]
 
 
 def _undeclared(ast: nodes.Template) -> set[str]:
