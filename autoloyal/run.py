@@ -47,7 +47,7 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         dispatcher = _start_dispatcher(app, stop) if "dispatcher" in roles else None
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait(
-            {stopped, *([dispatcher] if dispatcher else [])}, return_when="FIRST_COMPLETED"
+            {stopped, *([dispatcher] if dispatcher else [])}, return_when=asyncio.FIRST_COMPLETED
         )
         stop.set()
         log.info("stopping")
