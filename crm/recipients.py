@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.context import CarFacts, ClientFacts
@@ -50,7 +50,7 @@ async def client_pages(
             ClientFacts(*row)
             for row in await session.execute(
                 select(*_FACTS)
-                .where(Client.id > last_id, Client.id.in_(select(members.c[0])))
+                .where(Client.id > last_id, exists().where(members.c[0] == Client.id))
                 .order_by(Client.id)
                 .limit(size)
             )
@@ -63,19 +63,16 @@ async def client_pages(
 
 
 async def latest_cars(session: AsyncSession, client_ids: list[int]) -> dict[int, CarFacts]:
-    """Per client, the car of their latest visit (else their newest car), with its odometer."""
-    last_visit = (
-        select(Visit.car_id, func.max(Visit.visited_on).label("on"))
-        .where(Visit.client_id.in_(client_ids))
-        .group_by(Visit.car_id)
-        .subquery()
-    )
+    """Per client, the car of their latest visit (else their newest car), with its odometer.
+
+    Per-car subqueries ride the (car_id, ...) indexes; a grouped subquery over all visits
+    or readings would be planned as a scan of the whole table for every page.
+    """
+    last_visit = select(func.max(Visit.visited_on)).where(Visit.car_id == Car.id).scalar_subquery()
     odometer = (
-        select(OdometerReading.car_id, func.max(OdometerReading.km).label("km"))
-        .join(Car, Car.id == OdometerReading.car_id)
-        .where(Car.client_id.in_(client_ids))
-        .group_by(OdometerReading.car_id)
-        .subquery()
+        select(func.max(OdometerReading.km))
+        .where(OdometerReading.car_id == Car.id)
+        .scalar_subquery()
     )
     rows = await session.execute(
         select(
@@ -86,12 +83,9 @@ async def latest_cars(session: AsyncSession, client_ids: list[int]) -> dict[int,
             Car.year,
             Car.plate,
             Car.vin,
-            odometer.c.km,
-            last_visit.c.on,
-        )
-        .outerjoin(odometer, odometer.c.car_id == Car.id)
-        .outerjoin(last_visit, last_visit.c.car_id == Car.id)
-        .where(Car.client_id.in_(client_ids))
+            odometer,
+            last_visit,
+        ).where(Car.client_id.in_(client_ids))
     )
     best: dict[int, tuple[Any, CarFacts]] = {}
     for client_id, car_id, make, model, year, plate, vin, km, visited in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,15 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     transactions (a read-then-write transaction never fails on a lock upgrade). Code that
     only reads uses `read_only(engine)`, so it never waits behind a writer."""
     parsed = normalize_database_url(url)
+    # Messages are Cyrillic: stored as \uXXXX escapes they would take 2.4 times the space.
+    kwargs.setdefault("json_serializer", _json_dumps)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed, **kwargs)
     return _create_async_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
