@@ -26,12 +26,13 @@ class Slot:
     """A request's place in a limiter's log; `stamp` moves it to when the request really left.
 
     The dispatcher takes a slot, then records the attempt in the database, then sends:
-    the write can take longer than the margin, so the log must hold the send time.
+    the write can take longer than the margin, so the window must count the send time.
     """
 
-    __slots__ = ("at",)
+    __slots__ = ("at", "reserved")
 
     def __init__(self, at: float) -> None:
+        self.reserved = at
         self.at = at
 
     def stamp(self, now: float) -> None:
@@ -63,7 +64,9 @@ class RateLimiter:
             self._starts.popleft()
         wait = self._paused_until - now
         if self._starts:
-            wait = max(wait, self._starts[-1].at + self.spacing - now)
+            # Spacing runs from the reservations, so a slow database write before one send
+            # does not push every later send back; the window counts real send times.
+            wait = max(wait, self._starts[-1].reserved + self.spacing - now)
             if len(self._starts) >= self.limit:
                 wait = max(wait, self._starts[-self.limit].at + self.window - now)
         return max(0.0, wait)
