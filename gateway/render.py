@@ -36,7 +36,7 @@ COMMON_SECTIONS = frozenset(
 """Names every message context has; anything else a template uses is occasion data."""
 
 _FILENAME = "<template>"
-_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+_BLANK_LINES = re.compile(r"\n{3,}")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 # Only plain white space: the no-break spaces the filters put in "1 500 ₽" must stay.
 _LINE_BREAKS = re.compile(r"[ \t\r\n]+")
@@ -70,10 +70,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-def _environment(*, html: bool) -> _Sandbox:
+def _environment() -> _Sandbox:
+    """Autoescaping on: `_compile` turns it off inside the plain-text blocks."""
     env = _Sandbox(
         undefined=StrictUndefined,
-        autoescape=html,
+        autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
@@ -82,8 +83,7 @@ def _environment(*, html: bool) -> _Sandbox:
     return env
 
 
-_TEXT_ENV = _environment(html=False)
-_HTML_ENV = _environment(html=True)
+_HTML_ENV = _environment()
 _EMAIL_LAYOUT = _HTML_ENV.from_string(
     (resources.files("templates") / "_email_layout.html").read_text(encoding="utf-8")
 )
@@ -118,8 +118,7 @@ class MessageTemplate:
             for channel, parts in CHANNEL_BLOCKS.items()
             if all(part in self.blocks for part in parts)
         )
-        self._text = _compile(_TEXT_ENV, name, source)
-        self._html = _compile(_HTML_ENV, name, source)
+        self._template = _compile(name, ast)
 
     def render(self, context: Mapping[str, Any], channels: Iterable[str]) -> Rendered:
         """Render the blocks of `channels` (each must be offered) with one context."""
@@ -127,37 +126,33 @@ class MessageTemplate:
         missing = [channel for channel in wanted if channel not in self.channels]
         if missing:
             raise TemplateProblem(self.name, f"has no block for {', '.join(missing)}")
-        text_ctx = self._text.new_context(dict(context), shared=True)
-        html_ctx: Any = None
+        ctx = self._template.new_context(dict(context), shared=True)
         content: dict[str, dict[str, str]] = {}
         for channel in wanted:
             if channel == "email":
                 part = {
-                    "subject": _LINE_BREAKS.sub(" ", self._block(text_ctx, "subject")),
-                    "text": self._block(text_ctx, "email_text"),
+                    "subject": _LINE_BREAKS.sub(" ", self._block(ctx, "subject")),
+                    "text": self._block(ctx, "email_text"),
                 }
                 if "email_html" in self.blocks:
-                    html_ctx = html_ctx or self._html.new_context(dict(context), shared=True)
-                    body = Markup(self._block(html_ctx, "email_html", html=True))
+                    body = Markup(self._block(ctx, "email_html"))
                     part["html"] = _EMAIL_LAYOUT.render(context, body=body, subject=part["subject"])
                 content[channel] = part
-            elif channel == "telegram":
-                html_ctx = html_ctx or self._html.new_context(dict(context), shared=True)
-                content[channel] = {"text": self._block(html_ctx, "telegram", html=True)}
             else:
-                content[channel] = {"text": self._block(text_ctx, channel)}
+                content[channel] = {"text": self._block(ctx, channel)}
         return Rendered(content)
 
-    def _block(self, ctx: Any, block: str, *, html: bool = False) -> str:
-        template = self._html if html else self._text
+    def _block(self, ctx: Any, block: str) -> str:
         try:
-            text = "".join(template.blocks[block](ctx))
+            text = "".join(self._template.blocks[block](ctx))
         except Exception as exc:
             # Whatever a template and one client's data can raise (a missing name, 1/0, a
             # date filter given a string) is that template's problem, reported with its line.
-            raise TemplateProblem(self.name, _reason(exc), _line_of(exc, template)) from None
-        text = _TRAILING_SPACE.sub("\n", text.strip())
-        return _BLANK_LINES.sub("\n\n", text)
+            raise TemplateProblem(self.name, _reason(exc), _line_of(exc, self._template)) from None
+        text = text.strip()
+        if " \n" in text or "\t\n" in text:
+            text = _TRAILING_SPACE.sub("\n", text)
+        return _BLANK_LINES.sub("\n\n", text) if "\n\n\n" in text else text
 
 
 def check_template(template: MessageTemplate, context: Mapping[str, Any]) -> Rendered:
@@ -172,16 +167,23 @@ def check_template(template: MessageTemplate, context: Mapping[str, Any]) -> Ren
 
 def _parse(name: str, source: str) -> nodes.Template:
     try:
-        return _TEXT_ENV.parse(source)
+        return _HTML_ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(name, exc.message or "syntax error", exc.lineno) from None
 
 
-def _compile(env: _Sandbox, name: str, source: str) -> Template:
+def _compile(name: str, ast: nodes.Template) -> Template:
+    """One compiled template for every block: HTML blocks escape what they print, the text
+    blocks are wrapped in `{% autoescape false %}`, so one context serves all channels."""
+    for block in list(ast.find_all(nodes.Block)):
+        if block.name not in HTML_BLOCKS:
+            plain = [nodes.Keyword("autoescape", nodes.Const(False), lineno=block.lineno)]
+            block.body = [nodes.ScopedEvalContextModifier(plain, block.body, lineno=block.lineno)]
     try:
-        return env.from_string(source)
+        code = _HTML_ENV.compile(ast, name=None, filename=_FILENAME)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(name, exc.message or "syntax error", exc.lineno) from None
+    return _HTML_ENV.template_class.from_code(_HTML_ENV, code, _HTML_ENV.make_globals(None))
 
 
 def _check_blocks(name: str, ast: nodes.Template) -> None:
