@@ -15,7 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.context import OCCASION_SECTIONS, CompanyInfo, message_context
+from crm.context import OCCASION_SECTIONS, CompanyInfo, context_maker, reachable_channels
 from crm.recipients import client_pages
 from crm.segments import segment_query
 from crm.templates import TemplateLibrary
@@ -139,12 +139,14 @@ async def create_campaign(
     await session.flush()
     result = EnqueueResult()
     members = segment_query(plan.segment, plan.params)
+    context_for = context_maker(company, today)
     async for page in client_pages(session, members, batch_size):
         recipients = [
             Recipient(
                 client_id=client.id,
                 key=f"campaign:{campaign.id}:{client.id}",
-                context=message_context(company, client, car, today),
+                context=context_for(client, car),
+                channels=reachable_channels(client, plan.plan),
             )
             for client, car in page
         ]
@@ -158,6 +160,7 @@ async def create_campaign(
                 now=now,
                 not_before=plan.starts_at,
                 campaign_id=campaign.id,
+                new_keys=True,
             )
         )
     return campaign, result

@@ -8,6 +8,7 @@ fast and nothing in them leads back to the database.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.names import FEMALE, MALE, polite_address
+from gateway.channels import CONTACTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class ClientFacts:
     gender: str | None
     birthday: date | None
     timezone: str | None = None
+    telegram_id: int | None = None
+    phone: str | None = None
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,17 +106,34 @@ def message_context(
     **occasion: Any,
 ) -> dict[str, Any]:
     """The context of one message: the common sections plus the occasion's own."""
-    return {
-        "client": client_section(client, today, company.locale),
-        "car": car_section(car),
+    return {**context_maker(company, today)(client, car), **occasion}
+
+
+def context_maker(
+    company: CompanyInfo, today: date
+) -> Callable[[ClientFacts, CarFacts | None], dict[str, Any]]:
+    """`message_context` for many clients of one mailing: what they share is built once.
+
+    The shared sections are the same dict objects in every context; templates cannot
+    change them (the sandbox is immutable), so sharing is safe.
+    """
+    shared = {
         "company": company.section(),
         "links": {"booking": company.booking_url, "unsubscribe": None},
         "today": today,
         "locale": company.locale,
-        "timezone": client.timezone or company.timezone,
         "currency": company.currency,
-        **occasion,
     }
+
+    def make(client: ClientFacts, car: CarFacts | None) -> dict[str, Any]:
+        return {
+            **shared,
+            "client": client_section(client, today, company.locale),
+            "car": car_section(car),
+            "timezone": client.timezone or company.timezone,
+        }
+
+    return make
 
 
 def sample_context(company: CompanyInfo, today: date) -> dict[str, Any]:
@@ -149,6 +171,16 @@ def sample_context(company: CompanyInfo, today: date) -> dict[str, Any]:
             "expires_on": today + timedelta(days=30),
         },
     )
+
+
+def reachable_channels(client: ClientFacts, plan: Sequence[str]) -> tuple[str, ...]:
+    """The channels of the plan the client has an address for: only those are rendered.
+
+    A text for a channel the client cannot be reached through would never be sent; a
+    contact added after the message was queued is used by the next message.
+    """
+    addresses = {"telegram_id": client.telegram_id, "phone": client.phone, "email": client.email}
+    return tuple(channel for channel in plan if addresses.get(CONTACTS.get(channel, "")))
 
 
 OCCASION_SECTIONS = frozenset({"maintenance", "booking", "survey", "bonus"})

@@ -21,6 +21,9 @@ _FACTS = (
     Client.gender,
     Client.birthday,
     Client.timezone,
+    Client.telegram_id,
+    Client.phone,
+    Client.email,
 )
 
 
@@ -32,7 +35,7 @@ async def client_facts(
     if row is None:
         return None
     cars = await latest_cars(session, [client_id])
-    return ClientFacts(*row), cars.get(client_id)
+    return ClientFacts(**row._mapping), cars.get(client_id)
 
 
 async def client_pages(
@@ -47,7 +50,7 @@ async def client_pages(
     last_id = 0
     while True:
         clients = [
-            ClientFacts(*row)
+            ClientFacts(**row._mapping)
             for row in await session.execute(
                 select(*_FACTS)
                 .where(Client.id > last_id, exists().where(members.c[0] == Client.id))
@@ -69,9 +72,11 @@ async def latest_cars(session: AsyncSession, client_ids: list[int]) -> dict[int,
     or readings would be planned as a scan of the whole table for every page.
     """
     last_visit = select(func.max(Visit.visited_on)).where(Visit.car_id == Car.id).scalar_subquery()
-    odometer = (
-        select(func.max(OdometerReading.km))
+    odometer = (  # the last reading, not the highest: a mistyped 999 999 should not stick
+        select(OdometerReading.km)
         .where(OdometerReading.car_id == Car.id)
+        .order_by(OdometerReading.read_on.desc(), OdometerReading.id.desc())
+        .limit(1)
         .scalar_subquery()
     )
     rows = await session.execute(

@@ -232,6 +232,8 @@ class Dispatcher:
                 reasons.append(f"{channel}: the channel is not configured")
             elif not address:
                 reasons.append(f"{channel}: {_NO_ADDRESS.get(channel, 'no address')}")
+            elif channel not in message.content:
+                reasons.append(f"{channel}: no address yet when the message was queued")
             elif mark is not None and mark.address == address:
                 reasons.append(f"{channel}: unreachable ({mark.reason})")
             elif not allowed(claimed.consents, channel, message.kind):
@@ -307,8 +309,9 @@ class Dispatcher:
                 await self._fall_through(session, message, f"{outgoing.channel}: {error}", now)
                 return
             lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=error)
-            if result.retry_after:
-                self._limits.get(outgoing.channel, _NO_LIMIT).pause(result.retry_after)
+            limiter = self._limits.get(outgoing.channel)
+            if result.retry_after and limiter is not None:
+                limiter.pause(result.retry_after)
             message.channel_attempts += 1
             if message.channel_attempts >= self.policy.max_attempts:
                 gave_up = (
@@ -333,14 +336,3 @@ class Dispatcher:
         await lifecycle.requeue(
             session, message, now, now, channel_index=next_index, channel_attempts=0
         )
-
-
-class _Unlimited(RateLimiter):
-    def __init__(self) -> None:
-        super().__init__(1.0)
-
-    def pause(self, seconds: float) -> None:
-        return None
-
-
-_NO_LIMIT = _Unlimited()

@@ -48,6 +48,8 @@ class Recipient:
     key: str
     context: Mapping[str, Any]
     branch_id: int | None = None
+    channels: Sequence[str] | None = None
+    """The channels of the plan to render for this client (None: all of them)."""
 
 
 @dataclass(slots=True)
@@ -96,45 +98,92 @@ async def enqueue(
     now: datetime,
     not_before: datetime | None = None,
     campaign_id: int | None = None,
+    new_keys: bool = False,
 ) -> EnqueueResult:
     """Render and insert one batch of messages in the caller's transaction.
 
     Keys already in the outbox are not rendered again; the rest go in one multi-row
     INSERT ... ON CONFLICT DO NOTHING, so a key another process queued a moment ago is a
-    duplicate too. A duplicate is left as it was, whatever its state.
+    duplicate too. A duplicate is left as it was, whatever its state. `new_keys` says the
+    caller made the keys up in this transaction (a new campaign's), so none can be known.
     """
     check_plan(template, plan, kind)
     batch = list(recipients)
-    known = await _known_keys(session, [recipient.key for recipient in batch])
-    plan_text = ",".join(plan)
-    due = not_before or now
+    known = set() if new_keys else await _known_keys(session, [r.key for r in batch])
+    shared = {
+        "campaign_id": campaign_id,
+        "template": template.name,
+        "kind": kind,
+        "plan": ",".join(plan),
+        "state": QUEUED,
+        "channel_index": 0,
+        "attempts": 0,
+        "channel_attempts": 0,
+        "next_attempt_at": not_before or now,
+        "created_at": now,
+        "updated_at": now,
+    }
     rows = [
-        {
-            "idempotency_key": recipient.key,
-            "client_id": recipient.client_id,
-            "campaign_id": campaign_id,
-            "branch_id": recipient.branch_id,
-            "template": template.name,
-            "kind": kind,
-            "plan": plan_text,
-            "content": template.render(recipient.context, plan).content,
-            "state": QUEUED,
-            "channel_index": 0,
-            "attempts": 0,
-            "channel_attempts": 0,
-            "next_attempt_at": due,
-            "created_at": now,
-            "updated_at": now,
-        }
+        (
+            recipient.key,
+            recipient.client_id,
+            recipient.branch_id,
+            template.render(
+                recipient.context, plan if recipient.channels is None else recipient.channels
+            ).content,
+        )
         for recipient in batch
         if recipient.key not in known
     ]
     if not rows:
         return EnqueueResult(duplicates=len(batch))
-    statement = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    result = await session.execute(statement.returning(table_of(Message).c.id), rows)
-    queued = len(result.all())
+    if session.get_bind().dialect.name == "sqlite":
+        queued = await _insert_sqlite(session, shared, rows)
+    else:
+        statement = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        result = await session.execute(
+            statement.returning(table_of(Message).c.id),
+            [{**shared, **dict(zip(_PER_ROW, row, strict=True))} for row in rows],
+        )
+        queued = len(result.all())
     return EnqueueResult(queued=queued, duplicates=len(batch) - queued)
+
+
+_PER_ROW = ("idempotency_key", "client_id", "branch_id", "content")
+"""The columns that differ from message to message in one enqueue, in `rows` order."""
+
+
+async def _insert_sqlite(
+    session: AsyncSession, shared: dict[str, Any], rows: list[tuple[Any, ...]]
+) -> int:
+    """One prepared INSERT run for every row by the driver: half the time of a multi-row
+    VALUES statement built by SQLAlchemy, which converts every value of every row.
+
+    Values are converted by the columns' own bind processors, so they are stored exactly as
+    the ORM stores them; the columns every row shares (timestamps, plan, kind) once.
+    """
+    table = table_of(Message)
+    connection = await session.connection()
+
+    def bind(name: str) -> Any:
+        return table.c[name].type._cached_bind_processor(connection.dialect)
+
+    constants = tuple(
+        value if (processor := bind(name)) is None or value is None else processor(value)
+        for name, value in shared.items()
+    )
+    to_json = bind("content")
+    params = [
+        (key, client, branch, to_json(content), *constants) for key, client, branch, content in rows
+    ]
+    columns = [*_PER_ROW, *shared]
+    placeholders = ", ".join("?" for _ in columns)
+    result = await connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING",
+        params,
+    )
+    return int(result.rowcount)
 
 
 async def _known_keys(session: AsyncSession, keys: list[str]) -> set[str]:

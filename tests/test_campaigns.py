@@ -23,6 +23,7 @@ from gateway.channels.filesink import FileSink
 from gateway.consent import SERVICE
 from gateway.outbox import PlanError, Recipient, enqueue
 from gateway.render import TemplateProblem
+from storage.models import Client
 from storage.outbox import Campaign, Message
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
@@ -90,8 +91,12 @@ async def test_enqueueing_the_same_key_twice_queues_one_message(
 async def test_a_campaign_queues_one_personalised_message_per_client(
     db: Database, clock: FakeClock
 ) -> None:
-    anna = await add_client(db, first_name="Анна", middle_name="Сергеевна", gender="female")
-    ivan = await add_client(db, first_name="Иван", middle_name="", gender=None)
+    anna = await add_client(
+        db, first_name="Анна", middle_name="Сергеевна", gender="female", telegram_id=42
+    )
+    ivan = await add_client(
+        db, first_name="Иван", middle_name="", gender=None, phone="+79035254560"
+    )
     later = clock() + timedelta(hours=3)
     plan = await plan_for(db, clock)
     plan = CampaignPlan(plan.segment, plan.params, plan.template, plan.plan, plan.kind, later)
@@ -106,6 +111,8 @@ async def test_a_campaign_queues_one_personalised_message_per_client(
     ]
     assert messages[0].content["telegram"]["text"].startswith("👋 <b>Уважаемая Анна Сергеевна!</b>")
     assert messages[1].content["sms"]["text"].startswith("Иван, давно не виделись!")
+    # Only the channels a client has an address for are rendered.
+    assert (list(messages[0].content), list(messages[1].content)) == (["telegram"], ["sms"])
     assert {m.next_attempt_at for m in messages} == {later}
     assert {(m.state, m.plan, m.kind) for m in messages} == {
         ("queued", "telegram,sms", "advertising")
@@ -156,8 +163,8 @@ async def test_a_campaign_that_fails_for_one_client_leaves_nothing_behind(
     (tmp_path / "car_offer.j2").write_text(
         "{% block sms %}{{ client.name }}, для {{ car.title }} скидка{% endblock %}", "utf-8"
     )
-    for _ in range(5):
-        await add_client(db)  # none of them has a car: the template cannot render
+    for number in range(5):  # none of them has a car: the template cannot render
+        await add_client(db, phone=f"+7903525456{number}")
     plan = await plan_for(
         db, clock, template="car_offer", channels="sms", library=TemplateLibrary(tmp_path)
     )
@@ -239,3 +246,21 @@ async def test_a_campaign_waits_for_its_start_time(
 
     clock.set(starts)
     assert await dispatcher.drain() == 1
+
+
+async def test_a_contact_added_after_queueing_is_left_for_the_next_message(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    client = await add_client(db, phone="+79035254560")
+    campaign_id = await launch(db, clock, await plan_for(db, clock, channels="telegram,sms"))
+    async with db.sessions() as session, session.begin():
+        (await session.get_one(Client, client)).telegram_id = 4242
+    channels = {"telegram": FileSink("telegram", tmp_path), "sms": FileSink("sms", tmp_path)}
+
+    await make_dispatcher(db, channels, clock).drain()
+
+    async with db.sessions() as session:
+        sent = await session.scalar(select(Message).where(Message.campaign_id == campaign_id))
+    assert sent is not None
+    assert (sent.state, sent.channel) == ("sent", "sms")
+    assert sent.reason == "telegram: no address yet when the message was queued"
