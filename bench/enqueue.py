@@ -8,7 +8,7 @@ its memory does not hide the enqueue's; its time is printed apart) and the file 
 Then, timed:
   fast   what `autoloyal campaign create --segment all --template winback
          --channels telegram,sms --yes` does: one transaction, pages of 1000 clients,
-         one multi-row INSERT ... ON CONFLICT DO NOTHING per page;
+         one batched INSERT ... ON CONFLICT DO NOTHING per page;
   rerun  the same clients under campaign 1's idempotency keys: rendered again, none inserted;
   naive  on the copy, the first --naive-clients clients one at a time: client_facts, render,
          session.add(Message), flush; compared with the fast path per message.

@@ -102,7 +102,7 @@ async def enqueue(
 ) -> EnqueueResult:
     """Render and insert one batch of messages in the caller's transaction.
 
-    Keys already in the outbox are not rendered again; the rest go in one multi-row
+    Keys already in the outbox are not rendered again; the rest go in one batched
     INSERT ... ON CONFLICT DO NOTHING, so a key another process queued a moment ago is a
     duplicate too. A duplicate is left as it was, whatever its state. `new_keys` says the
     caller made the keys up in this transaction (a new campaign's), so none can be known.
