@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +35,7 @@ async def client_facts(
     if row is None:
         return None
     cars = await latest_cars(session, [client_id])
-    return ClientFacts(**row._mapping), cars.get(client_id)
+    return ClientFacts(*cast(tuple[Any, ...], row)), cars.get(client_id)
 
 
 async def client_pages(
@@ -49,9 +49,10 @@ async def client_pages(
     members = segment.subquery()
     last_id = 0
     while True:
+        connection = await session.connection()  # plain rows: no ORM loading per row
         clients = [
-            ClientFacts(**row._mapping)
-            for row in await session.execute(
+            ClientFacts(*cast(tuple[Any, ...], row))
+            for row in await connection.execute(
                 select(*_FACTS)
                 .where(Client.id > last_id, exists().where(members.c[0] == Client.id))
                 .order_by(Client.id)
@@ -79,7 +80,8 @@ async def latest_cars(session: AsyncSession, client_ids: list[int]) -> dict[int,
         .limit(1)
         .scalar_subquery()
     )
-    rows = await session.execute(
+    connection = await session.connection()  # plain rows: no ORM loading per row
+    rows = await connection.execute(
         select(
             Car.client_id,
             Car.id,
