@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from tests.support.botapi import FakeBotAPI
 from tests.test_cli import AUTOLOYAL, autoloyal, query
 
 BROKEN = """{% block sms %}
@@ -124,3 +126,41 @@ def test_campaign_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert "needs booking" in occasion.stderr
     assert missing.returncode == 2
     assert "no campaign 42" in missing.stderr
+
+
+async def test_the_dispatcher_role_sends_through_the_configured_bot_api_server(
+    tmp_path: Path,
+) -> None:
+    async with FakeBotAPI() as bot_api:
+        config = (
+            f'[telegram]\ntoken = "{bot_api.token}"\napi_server = "{bot_api.base_url}"\n'
+            '[company]\nquiet_hours = ""\n'
+        )
+        assert autoloyal(tmp_path, "demo", "--clients", "30", config=config).returncode == 0
+        chats = [
+            row[0]
+            for row in query(
+                tmp_path / "autoloyal.db",
+                "SELECT telegram_id FROM client WHERE telegram_id IS NOT NULL",
+            )
+        ]
+        created = autoloyal(
+            tmp_path, "campaign", "create", "--segment", "all", "--template", "mar8",
+            "--channels", "telegram", "--kind", "service", "--yes",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        process = await asyncio.create_subprocess_exec(
+            AUTOLOYAL, "run", "--roles", "dispatcher", cwd=tmp_path, stderr=subprocess.PIPE
+        )
+        try:
+            await bot_api.wait_sent(len(chats), timeout=20)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, log = await asyncio.wait_for(process.communicate(), timeout=15)
+
+    assert chats
+    assert sorted(message.chat_id for message in bot_api.sent) == sorted(chats)
+    assert {message.parse_mode for message in bot_api.sent} == {"HTML"}
+    assert f"telegram -> {bot_api.base_url}" in log.decode()
+    assert process.returncode == 0
+    assert not (tmp_path / "outbox" / "telegram.jsonl").exists()
