@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -317,7 +317,7 @@ def campaign_cancel(
     out.print(f"campaign {campaign_id} cancelled: {cancelled} message(s) will not be sent")
 
 
-def _today(app: App) -> Any:
+def _today(app: App) -> date:
     return local_today(app.clock, app.settings.company.tz)
 
 
