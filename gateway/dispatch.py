@@ -70,6 +70,8 @@ class _Route:
     channel_index: int
     channel: str
     address: str
+    history: str | None = None
+    """The message's reason with the channels skipped on the way here; saved as it begins."""
 
 
 class Dispatcher:
@@ -218,8 +220,7 @@ class Dispatcher:
                     )
                     await lifecycle.settle(session, message, SKIPPED, now, reason=cap)
                     return None
-            message.reason = history
-            return route
+            return _Route(route.channel_index, route.channel, route.address, history)
 
     def _first_open_channel(self, claimed: lifecycle.Claimed) -> tuple[_Route | None, list[str]]:
         message = claimed.message
@@ -271,6 +272,7 @@ class Dispatcher:
                 return None  # cancelled or reaped while it waited for a slot
             message = await session.get_one(Message, message_id, populate_existing=True)
             await lifecycle.begin_attempt(session, message, route.channel_index, route.address, now)
+            message.reason = route.history
             return Outgoing(
                 message_id=message.id,
                 client_id=message.client_id,
