@@ -30,7 +30,7 @@ from crm.campaigns import (
 from crm.clock import local_today
 from crm.context import OCCASION_SECTIONS, message_context, sample_context
 from crm.recipients import client_facts
-from crm.templates import TemplateInfo
+from crm.templates import TemplateInfo, read_source
 from gateway.consent import ADVERTISING, SERVICE
 from gateway.render import MessageTemplate, Rendered, TemplateProblem, check_template
 from gateway.sms_length import sms_length
@@ -84,7 +84,7 @@ def template_check(
     async def check() -> tuple[MessageTemplate, Rendered]:
         async with open_app(settings) as app, app.sessions() as session:
             if file is not None:
-                template = MessageTemplate(name, file.read_text(encoding="utf-8"), str(file))
+                template = MessageTemplate(name, read_source(name, file), str(file))
             else:
                 template = await template_library(settings).get(session, name)
             context = sample_context(company_info(settings), _today(app))
@@ -145,7 +145,7 @@ def template_save(
             return await template_library(settings).save(
                 session,
                 name,
-                file.read_text(encoding="utf-8"),
+                read_source(name, file),
                 company=company_info(settings),
                 today=_today(app),
                 now=app.clock(),

@@ -40,6 +40,18 @@ class TemplateInfo:
     problem: str | None = None
 
 
+def read_source(name: str, path: Path) -> str:
+    """A template file's text; a file that is not UTF-8 is a TemplateProblem, not a crash."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateProblem(
+            name, f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise TemplateProblem(name, f"cannot read {path}: {exc.strerror}") from None
+
+
 class TemplateLibrary:
     """Finds templates by name; `folder` is the dealer's own (`[templates] dir`), if any."""
 
@@ -53,18 +65,26 @@ class TemplateLibrary:
             return MessageTemplate(name, stored.source, DATABASE)
         for origin, source in self._files():
             if source.stem == name:
-                return MessageTemplate(name, source.read_text(encoding="utf-8"), origin)
+                return MessageTemplate(name, read_source(name, source), origin)
         raise TemplateNotFound(name)
 
     async def catalogue(self, session: AsyncSession) -> list[TemplateInfo]:
         """Every template in force, with the channels it offers; broken ones say why."""
         sources: dict[str, tuple[str, str]] = {}
+        broken: dict[str, str] = {}
         for origin, path in reversed(self._files()):
-            sources[path.stem] = (origin, path.read_text(encoding="utf-8"))
+            try:
+                sources[path.stem] = (origin, read_source(path.stem, path))
+            except TemplateProblem as problem:
+                sources[path.stem] = (origin, "")
+                broken[path.stem] = str(problem)
         for stored in await session.scalars(select(StoredTemplate)):
             sources[stored.name] = (DATABASE, stored.source)
         infos = []
         for name, (origin, source) in sorted(sources.items()):
+            if name in broken and origin != DATABASE:
+                infos.append(TemplateInfo(name, origin, (), frozenset(), broken[name]))
+                continue
             try:
                 template = MessageTemplate(name, source, origin)
             except TemplateProblem as problem:

@@ -45,13 +45,19 @@ def test_a_broken_staff_template_is_refused_with_its_line_and_a_good_one_is_save
         "{% block sms %}{{ client.polite }}! Ждём вас. {{ company.name }}{% endblock %}", "utf-8"
     )
 
+    (tmp_path / "cp1251.j2").write_bytes("{% block sms %}Привет{% endblock %}".encode("cp1251"))
     refused = autoloyal(tmp_path, "template", "save", "offer", "broken.j2")
+    not_utf8 = autoloyal(tmp_path, "template", "save", "offer", "cp1251.j2")
     saved = autoloyal(tmp_path, "template", "save", "winback", "good.j2")
     listing = autoloyal(tmp_path, "template", "list")
 
     assert refused.returncode == 2
     assert refused.stderr.startswith("autoloyal: offer, line 3: ")
     assert "nmae" in refused.stderr
+    assert (not_utf8.returncode, not_utf8.stderr) == (
+        2,
+        "autoloyal: offer: cp1251.j2 is not UTF-8 text (byte 15): save it as UTF-8\n",
+    )
     assert query(tmp_path / "autoloyal.db", "SELECT name FROM message_template") == [("winback",)]
     assert saved.returncode == 0, saved.stderr
     assert "winback               database  sms" in listing.stdout
