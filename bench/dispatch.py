@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `python bench/dispatch.py` must find tests.support
 
-from sqlalchemy import func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
 from crm.branches import sync_branches  # noqa: E402
@@ -48,6 +46,7 @@ from storage.bulk import insert_returning_ids  # noqa: E402
 from storage.models import Client  # noqa: E402
 from storage.outbox import Message  # noqa: E402
 from tests.support.botapi import FakeBotAPI  # noqa: E402
+from tests.support.databases import create_pg_scratch, drop_pg_scratch  # noqa: E402
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 COMPANY = CompanyInfo(
@@ -219,22 +218,6 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
     return consistent
 
 
-async def _create_pg(admin_url: str) -> str:
-    name = f"autoloyal_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_pg(admin_url: str, url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    await admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=30, help="messages per second (limit)")
@@ -242,11 +225,11 @@ def main() -> None:
     parser.add_argument("--pg", help="a PostgreSQL admin URL: a scratch database is made beside")
     args = parser.parse_args()
     if args.pg:
-        url = asyncio.run(_create_pg(args.pg))
+        url = asyncio.run(create_pg_scratch(args.pg, migrate=False))
         try:
             ok = asyncio.run(bench(url, args.rate, args.seconds))
         finally:
-            asyncio.run(_drop_pg(args.pg, url))
+            asyncio.run(drop_pg_scratch(args.pg, url))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             ok = asyncio.run(bench(f"sqlite:///{Path(tmp) / 'bench.db'}", args.rate, args.seconds))

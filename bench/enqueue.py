@@ -29,28 +29,32 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `python bench/enqueue.py` must find tests.support
 
-from crm.branches import sync_branches
-from crm.campaigns import create_campaign, prepare_campaign
-from crm.context import CompanyInfo, message_context
-from crm.demo.load import load_demo
-from crm.recipients import client_facts, client_pages
-from crm.segments import segment_query
-from crm.templates import TemplateLibrary
-from gateway.consent import ADVERTISING
-from gateway.outbox import QUEUED, EnqueueResult, Recipient, enqueue
-from storage import create_engine, make_session_factory, upgrade
-from storage.models import Client
-from storage.outbox import Campaign, Message
+from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
+
+from crm.branches import sync_branches  # noqa: E402
+from crm.campaigns import create_campaign, prepare_campaign  # noqa: E402
+from crm.context import CompanyInfo, message_context  # noqa: E402
+from crm.demo.load import load_demo  # noqa: E402
+from crm.recipients import client_facts, client_pages  # noqa: E402
+from crm.segments import segment_query  # noqa: E402
+from crm.templates import TemplateLibrary  # noqa: E402
+from gateway.consent import ADVERTISING  # noqa: E402
+from gateway.outbox import QUEUED, EnqueueResult, Recipient, enqueue  # noqa: E402
+from storage import create_engine, make_session_factory, upgrade  # noqa: E402
+from storage.models import Client  # noqa: E402
+from storage.outbox import Campaign, Message  # noqa: E402
+from tests.support.databases import create_pg_scratch, drop_pg_scratch  # noqa: E402
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 COMPANY = CompanyInfo(
@@ -303,22 +307,6 @@ async def bench_sqlite(
     print(f"target: at least {TARGET_RATIO:g}x the naive rate: {met} ({ratio:.1f}x)")
 
 
-async def _create_pg(admin_url: str) -> str:
-    name = f"autoloyal_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_pg(admin_url: str, url: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    await admin.dispose()
-
-
 async def bench_pg(url: str, clients: int, now: datetime, checks: Checks) -> None:
     today = now.astimezone(MOSCOW).date()
     engine = create_engine(url)
@@ -353,13 +341,13 @@ def main() -> None:
         print(f"database: SQLite {db} ({db.stat().st_size / 2**20:.0f} MB), copied for naive")
         asyncio.run(bench_sqlite(db, copy, args.clients, naive_clients, now, checks))
     if args.pg:
-        url = asyncio.run(_create_pg(args.pg))
+        url = asyncio.run(create_pg_scratch(args.pg, migrate=False))
         try:
             print(f"database: {make_url(url).render_as_string(hide_password=True)} (scratch)")
             build(url, args.clients, now, "PostgreSQL")
             asyncio.run(bench_pg(url, args.clients, now, checks))
         finally:
-            asyncio.run(_drop_pg(args.pg, url))
+            asyncio.run(drop_pg_scratch(args.pg, url))
     if checks.failed:
         sys.exit(1)
 
