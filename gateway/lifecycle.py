@@ -198,19 +198,13 @@ async def requeue(
     session: AsyncSession, message: Message, due: datetime, now: datetime, **values: Any
 ) -> None:
     """Back in the queue, due at `due`, no longer held by anyone."""
-    message.state = QUEUED
-    message.next_attempt_at = due
-    message.claimed_by = None
-    message.lease_until = None
-    message.updated_at = now
-    for name, value in values.items():
-        setattr(message, name, value)
+    await settle(session, message, QUEUED, now, next_attempt_at=due, **values)
 
 
 async def settle(
     session: AsyncSession, message: Message, state: str, now: datetime, **values: Any
 ) -> None:
-    """A final state: sent, skipped or failed."""
+    """Out of the holder's hands in `state`: sent, skipped or failed (final), or queued."""
     message.state = state
     message.claimed_by = None
     message.lease_until = None
