@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Any
@@ -74,13 +76,14 @@ def _json_dumps(value: Any) -> str:
 
 def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _use_wal(path)
     engine = _create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -94,6 +97,17 @@ def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(path: Path) -> None:
+    """Put the file in WAL mode, once, before any engine connection opens it.
+
+    WAL is a property of the file. Switching a new file from every connection made a
+    process that connected while another was migrating fail with "database is locked": the
+    switch wants the file to itself, and SQLite may refuse that at once instead of waiting.
+    """
+    with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
