@@ -35,7 +35,8 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 
 from crm.branches import sync_branches  # noqa: E402
-from crm.context import ClientFacts, CompanyInfo, message_context  # noqa: E402
+from crm.context import ClientFacts, message_context  # noqa: E402
+from crm.importing.report import thousands  # noqa: E402
 from crm.templates import TemplateLibrary  # noqa: E402
 from gateway.channels.telegram import TelegramChannel  # noqa: E402
 from gateway.consent import SERVICE  # noqa: E402
@@ -47,24 +48,15 @@ from storage.models import Client  # noqa: E402
 from storage.outbox import Message  # noqa: E402
 from tests.support.botapi import FakeBotAPI  # noqa: E402
 from tests.support.databases import create_pg_scratch, drop_pg_scratch  # noqa: E402
+from tests.support.messaging import COMPANY  # noqa: E402
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-COMPANY = CompanyInfo(
-    name="Автоцентр Север",
-    phone="+7 495 123-45-67",
-    address="Москва, ул. Ленина, 1",
-    booking_url="https://t.me/bot?start=book",
-)
 TEMPLATE = "winback"
 PLAN = ("telegram",)
 BATCH = 1000
 FIRST_CHAT = 500_000_000
 WARM_UP = 1.0
 TARGET_SHARE = 0.95
-
-
-def _n(value: float) -> str:
-    return f"{value:,.0f}".replace(",", " ")
 
 
 def now() -> datetime:
@@ -135,8 +127,8 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
     started = time.perf_counter()
     queued = await fill(sessions, count)
     print(
-        f"setup (not in the figures): {_n(count)} clients with their own Telegram chat,"
-        f" {_n(queued.queued)} service messages ({TEMPLATE}, plan telegram) queued"
+        f"setup (not in the figures): {thousands(count)} clients with their own Telegram chat,"
+        f" {thousands(queued.queued)} service messages ({TEMPLATE}, plan telegram) queued"
         f" in {time.perf_counter() - started:.1f} s"
     )
 
@@ -179,7 +171,7 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
         return False
     span = sent[-1] - sent[0]
     print(
-        f"accepted: {_n(len(sent))} messages; first at +{sent[0] - began:.2f} s after start,"
+        f"accepted: {thousands(len(sent))} messages; first at +{sent[0] - began:.2f} s after start,"
         f" last at +{sent[-1] - began:.2f} s; {span:.2f} s between first and last"
         f" ({(len(sent) - 1) / span if span else 0:.2f}/s)"
     )
@@ -190,7 +182,7 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
     share = sustained / rate
     verdict = "met" if share >= TARGET_SHARE else "NOT met"
     print(
-        f"sustained: {_n(in_window)} messages in {window:.2f} s = {sustained:.2f}/s"
+        f"sustained: {thousands(in_window)} messages in {window:.2f} s = {sustained:.2f}/s"
         f" = {share:.1%} of the {rate}/s limit (steady state: from {WARM_UP:g} s after the"
         f" first send, the warm-up left out, to the stop); target >= {TARGET_SHARE:.0%}: {verdict}"
     )
@@ -201,7 +193,7 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
     )
     flood = answers.get(429, 0)
     others = ", ".join(f"{status}: {n}" for status, n in sorted(answers.items()))
-    print(f"429 answers: {flood} of {_n(len(api.requests))} requests (by status: {others})")
+    print(f"429 answers: {flood} of {thousands(len(api.requests))} requests (by status: {others})")
     gaps = sorted(b - a for a, b in itertools.pairwise(sent))
     if gaps:
         print(
@@ -210,11 +202,15 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
             f" mean {statistics.fmean(gaps) * 1000:.1f} ms (1/limit = {1000 / rate:.1f} ms)"
         )
     total = sum(by_state.values())
-    listed = ", ".join(f"{state} {_n(by_state[state])}" for state in STATES if by_state[state])
-    print(f"database: {_n(total)} messages: {listed}")
+    listed = ", ".join(
+        f"{state} {thousands(by_state[state])}" for state in STATES if by_state[state]
+    )
+    print(f"database: {thousands(total)} messages: {listed}")
     consistent = by_state["sent"] == len(sent) and not by_state["sending"]
     if not consistent:
-        print(f"CHECK FAILED: {_n(len(sent))} accepted by the server, states {dict(by_state)}")
+        print(
+            f"CHECK FAILED: {thousands(len(sent))} accepted by the server, states {dict(by_state)}"
+        )
     return consistent
 
 

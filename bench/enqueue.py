@@ -44,8 +44,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E40
 
 from crm.branches import sync_branches  # noqa: E402
 from crm.campaigns import create_campaign, prepare_campaign  # noqa: E402
-from crm.context import CompanyInfo, message_context  # noqa: E402
+from crm.context import message_context  # noqa: E402
 from crm.demo.load import load_demo  # noqa: E402
+from crm.importing.report import thousands  # noqa: E402
 from crm.recipients import client_facts, client_pages  # noqa: E402
 from crm.segments import segment_query  # noqa: E402
 from crm.templates import TemplateLibrary  # noqa: E402
@@ -55,25 +56,15 @@ from storage import create_engine, make_session_factory, upgrade  # noqa: E402
 from storage.models import Client  # noqa: E402
 from storage.outbox import Campaign, Message  # noqa: E402
 from tests.support.databases import create_pg_scratch, drop_pg_scratch  # noqa: E402
+from tests.support.messaging import COMPANY  # noqa: E402
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-COMPANY = CompanyInfo(
-    name="Автоцентр Север",
-    phone="+7 495 123-45-67",
-    address="Москва, ул. Ленина, 1",
-    booking_url="https://t.me/bot?start=book",
-)
 TEMPLATE = "winback"
 PLAN = ("telegram", "sms")
 BATCH = 1000
 SEED = 42
 TARGET_SECONDS = 5.0
 TARGET_RATIO = 20.0
-
-
-def _n(value: float) -> str:
-    """100000 -> '100 000', as the issue writes numbers."""
-    return f"{value:,.0f}".replace(",", " ")
 
 
 def _peak_rss_mb() -> float:
@@ -106,7 +97,7 @@ def build(url: str, clients: int, now: datetime, label: str) -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         counts = pool.submit(_build_in_process, url, clients, now).result()
     seconds = time.perf_counter() - started
-    rows = ", ".join(f"{_n(count)} {name}" for name, count in counts.items())
+    rows = ", ".join(f"{thousands(count)} {name}" for name, count in counts.items())
     print(f"setup ({label}, not in the figures): demo dealer of {rows} in {seconds:.1f} s")
 
 
@@ -252,14 +243,18 @@ async def bench_sqlite(
     rows = await _count_messages(sessions)
     fast_rate = result.queued / seconds
     print(
-        f"enqueue: {_n(result.queued)} messages in {seconds:.2f} s ({_n(fast_rate)}/s)"
+        f"enqueue: {thousands(result.queued)} messages in {seconds:.2f} s"
+        f" ({thousands(fast_rate)}/s)"
         f"  [campaign create, segment all, winback, telegram+sms, one transaction,"
         f" pages of {BATCH}]"
     )
     checks.expect(result.queued == clients, f"queued {result.queued}, expected {clients}")
     checks.expect(result.duplicates == 0, f"{result.duplicates} duplicates on a fresh outbox")
     checks.expect(rows == clients, f"{rows} rows in message, expected {clients}")
-    print(f"  check: EnqueueResult.queued = {_n(result.queued)}, rows in message = {_n(rows)}")
+    print(
+        f"  check: EnqueueResult.queued = {thousands(result.queued)},"
+        f" rows in message = {thousands(rows)}"
+    )
     content_mb = await _scalar_int(sessions, "SELECT sum(length(content)) FROM message") / 2**20
     print(
         f"  memory: peak RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after"
@@ -270,10 +265,10 @@ async def bench_sqlite(
     again, rerun_seconds = await rerun(sessions, campaign.id, now, today)
     rows_after = await _count_messages(sessions)
     print(
-        f"rerun: {_n(clients)} messages under campaign {campaign.id}'s keys in"
-        f" {rerun_seconds:.2f} s ({_n(clients / rerun_seconds)}/s):"
-        f" queued={_n(again.queued)}, duplicates={_n(again.duplicates)},"
-        f" rows in message still {_n(rows_after)}"
+        f"rerun: {thousands(clients)} messages under campaign {campaign.id}'s keys in"
+        f" {rerun_seconds:.2f} s ({thousands(clients / rerun_seconds)}/s):"
+        f" queued={thousands(again.queued)}, duplicates={thousands(again.duplicates)},"
+        f" rows in message still {thousands(rows_after)}"
     )
     checks.expect(again.queued == 0, f"the rerun queued {again.queued}")
     checks.expect(again.duplicates == clients, f"the rerun saw {again.duplicates} duplicates")
@@ -288,9 +283,9 @@ async def bench_sqlite(
     await engine.dispose()
     naive_rate = done / naive_seconds
     print(
-        f"naive: {_n(done)} messages in {naive_seconds:.2f} s ({_n(naive_rate)}/s)"
+        f"naive: {thousands(done)} messages in {naive_seconds:.2f} s ({thousands(naive_rate)}/s)"
         f"  [ORM, one client at a time, session.add + flush per row; measured on the first"
-        f" {_n(done)} clients of the same database copy, compared per message]"
+        f" {thousands(done)} clients of the same database copy, compared per message]"
     )
     checks.expect(naive_rows == done, f"{naive_rows} rows in message, expected {done}")
 
@@ -298,7 +293,7 @@ async def bench_sqlite(
     print(f"ratio: fast/naive = {ratio:.1f}x in messages per second")
     met = "met" if seconds < TARGET_SECONDS else "NOT met"
     print(
-        f"target: {_n(clients)} messages under {TARGET_SECONDS:g} s on SQLite:"
+        f"target: {thousands(clients)} messages under {TARGET_SECONDS:g} s on SQLite:"
         f" {met} ({seconds:.2f} s)"
     )
     if clients != 100_000:
@@ -316,8 +311,8 @@ async def bench_pg(url: str, clients: int, now: datetime, checks: Checks) -> Non
     rows = await _count_messages(sessions)
     await engine.dispose()
     print(
-        f"enqueue (PostgreSQL): {_n(result.queued)} messages in {seconds:.2f} s"
-        f" ({_n(result.queued / seconds)}/s); rows in message = {_n(rows)}"
+        f"enqueue (PostgreSQL): {thousands(result.queued)} messages in {seconds:.2f} s"
+        f" ({thousands(result.queued / seconds)}/s); rows in message = {thousands(rows)}"
     )
     checks.expect(result.queued == clients, f"PostgreSQL: queued {result.queued}")
     checks.expect(rows == clients, f"PostgreSQL: {rows} rows in message")

@@ -82,9 +82,9 @@ class ImportReport:
         return notes
 
 
-def thousands(number: int) -> str:
-    """9812 -> "9 812", as Russian readers group digits."""
-    return f"{number:,}".replace(",", " ")
+def thousands(number: float) -> str:
+    """9812 -> "9 812", as Russian readers group digits; a rate like 21 892.4 is rounded."""
+    return f"{round(number):,}".replace(",", " ")
 
 
 class RejectsFile:
