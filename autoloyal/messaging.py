@@ -55,15 +55,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
-def describe_channels(channels: dict[str, Channel], settings: Settings) -> str:
+def describe_channels(channels: dict[str, Channel]) -> str:
     """One line for the log: where each channel's messages go."""
-    parts = []
-    for name, channel in channels.items():
-        if isinstance(channel, FileSink):
-            parts.append(f"{name} -> {channel.path}")
-        else:
-            parts.append(f"{name} -> {settings.telegram.api_server}")
-    return ", ".join(parts)
+    return ", ".join(f"{name} -> {channel.destination}" for name, channel in channels.items())
 
 
 def dispatch_policy(settings: Settings) -> DispatchPolicy:

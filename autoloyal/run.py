@@ -73,7 +73,7 @@ def _start_dispatcher(app: App, stop: asyncio.Event) -> asyncio.Task[None]:
     dispatcher = Dispatcher(
         app.sessions, channels, dispatch_policy(app.settings), app.clock, worker=worker_name()
     )
-    log.info("role dispatcher: %s", describe_channels(channels, app.settings))
+    log.info("role dispatcher: %s", describe_channels(channels))
 
     async def work() -> None:
         try:

@@ -62,6 +62,8 @@ class Channel(Protocol):
     """What the dispatcher needs of a channel adapter."""
 
     name: str
+    destination: str
+    """Where messages go, for the log: a server's URL or a file; never a secret."""
     rate_per_second: float | None
     """Requests per second for the whole channel; None: no limit."""
     address_rate_per_second: float | None

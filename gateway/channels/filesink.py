@@ -28,6 +28,7 @@ class FileSink:
     ) -> None:
         self.name = name
         self.path = folder / f"{name}.jsonl"
+        self.destination = str(self.path)
         self.rate_per_second = rate_per_second
         self._lock = asyncio.Lock()
         self._lines: int | None = None

@@ -55,6 +55,7 @@ class TelegramChannel:
             session=session,
             default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
         )
+        self.destination = api_server
         self.rate_per_second: float | None = rate_per_second
         self.address_rate_per_second: float | None = chat_rate_per_second
         self.request_timeout = request_timeout
