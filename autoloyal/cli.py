@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from autoloyal.app import masked_url, open_app
 from autoloyal.cli_messaging import campaign_app, template_app
+from autoloyal.cli_segments import segment_command
 from autoloyal.config import CONFIG_ENV, load_settings
 from autoloyal.console import err, guarded, out, run_async, settings_of
 from autoloyal.run import parse_roles, run
@@ -35,6 +36,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(template_app, name="template")
 app.add_typer(campaign_app, name="campaign")
+app.command("segment")(segment_command)
 
 
 class Kind(enum.StrEnum):

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from autoloyal.app import App, open_app
 from autoloyal.config import Settings
-from autoloyal.console import err, out, run_async, settings_of
+from autoloyal.console import err, out, parse_params, run_async, settings_of
 from autoloyal.messaging import company_info, template_library
+from autoloyal.rules import segment_context
 from crm.campaigns import (
     CampaignError,
     CampaignReport,
@@ -194,7 +195,7 @@ def campaign_create(
 ) -> None:
     """Queue a message for every client of a segment; asks first, showing reach and a sample."""
     settings = settings_of(ctx)
-    segment_params = _parse_params(params or [])
+    segment_params = parse_params(params or [])
 
     async def create() -> CampaignReport | None:
         async with open_app(settings) as app, app.sessions() as session, session.begin():
@@ -208,6 +209,7 @@ def campaign_create(
                 channels=channels,
                 kind=kind.value,
                 starts_at=starts_at,
+                context=segment_context(settings, _today(app)),
             )
             reach = await count_recipients(session, plan)
             _print_estimate(plan.template.name, plan.plan, kind.value, starts_at, reach, settings)
@@ -362,16 +364,6 @@ def _confirm() -> bool:
         err.print("autoloyal: add --yes to create the campaign without a question")
         return False
     return typer.confirm("create the campaign?", default=False, err=True)
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected k=v, got {item!r}", param_hint="PARAMS")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def _parse_start(text: str | None, settings: Settings, now: datetime) -> datetime:

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -127,6 +128,29 @@ class MaintenanceSettings(Section):
     makes: dict[str, MakeInterval] = Field(default_factory=dict)
 
 
+class SegmentSettings(Section):
+    lost_after_days: int = Field(default=365, ge=1, le=36_500)
+    regular_min_visits: int = Field(default=2, ge=2, le=1000)
+    abc_thresholds: tuple[Decimal, Decimal, Decimal] = (Decimal(75), Decimal(20), Decimal(5))
+    xyz_period: Literal["month", "quarter", "year"] = "quarter"
+    xyz_periods: int = Field(default=8, ge=2, le=120)
+    xyz_x: Decimal = Field(default=Decimal("0.5"), gt=0)
+    xyz_y: Decimal = Field(default=Decimal("1.0"), gt=0)
+
+    @field_validator("abc_thresholds")
+    @classmethod
+    def _shares(cls, value: tuple[Decimal, Decimal, Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+        if any(share < 0 for share in value) or sum(value) != 100:
+            raise ValueError("expected three shares in percent that make 100, like [75, 20, 5]")
+        return value
+
+    @model_validator(mode="after")
+    def _xyz_order(self) -> SegmentSettings:
+        if self.xyz_x > self.xyz_y:
+            raise ValueError(f"xyz_x ({self.xyz_x}) must not be above xyz_y ({self.xyz_y})")
+        return self
+
+
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -182,6 +206,7 @@ class Settings(Section):
     company: CompanySettings = CompanySettings()
     branch: list[BranchSettings] = Field(default_factory=list)
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    segments: SegmentSettings = SegmentSettings()
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
     outbox: OutboxSettings = OutboxSettings()

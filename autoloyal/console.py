@@ -69,6 +69,17 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
 
 
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`k=v` words from the command line; a word without `=` is a usage error."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected k=v, got {item!r}", param_hint="PARAMS")
+        params[key.strip()] = value.strip()
+    return params
+
+
 def _fail(error: Exception) -> NoReturn:
     err.print(f"autoloyal: {error}", highlight=False, markup=False)
     raise typer.Exit(2)

@@ -48,7 +48,7 @@ from crm.context import message_context  # noqa: E402
 from crm.demo.load import load_demo  # noqa: E402
 from crm.importing.report import thousands  # noqa: E402
 from crm.recipients import client_facts, client_pages  # noqa: E402
-from crm.segments import segment_query  # noqa: E402
+from crm.segments import SegmentContext  # noqa: E402
 from crm.templates import TemplateLibrary  # noqa: E402
 from gateway.consent import ADVERTISING  # noqa: E402
 from gateway.outbox import QUEUED, EnqueueResult, Recipient, enqueue  # noqa: E402
@@ -119,6 +119,7 @@ async def fast_path(
             channels=",".join(PLAN),
             kind=ADVERTISING,
             starts_at=now,
+            context=SegmentContext(today=today),
         )
         campaign, result = await create_campaign(
             session, plan, COMPANY, now=now, today=today, created_by="bench", batch_size=BATCH
@@ -134,7 +135,7 @@ async def rerun(
     result = EnqueueResult()
     async with sessions() as session, session.begin():
         template = await TemplateLibrary().get(session, TEMPLATE)
-        async for page in client_pages(session, segment_query("all", {}), BATCH):
+        async for page in client_pages(session, select(Client.id), BATCH):
             recipients = [
                 Recipient(
                     client_id=client.id,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.context import OCCASION_SECTIONS, CompanyInfo, context_maker, reachable_channels
 from crm.recipients import client_pages
-from crm.segments import segment_query
+from crm.segments import SegmentContext, SegmentQuery, resolve
 from crm.templates import TemplateLibrary
 from gateway.lifecycle import cancel
 from gateway.outbox import (
@@ -51,6 +51,7 @@ class CampaignPlan:
 
     segment: str
     params: dict[str, str]
+    members: SegmentQuery  # the segment resolved when the campaign was prepared
     template: MessageTemplate
     plan: tuple[str, ...]
     kind: str
@@ -80,6 +81,7 @@ async def prepare_campaign(
     channels: str | Sequence[str],
     kind: str,
     starts_at: datetime,
+    context: SegmentContext,
 ) -> CampaignPlan:
     """Check everything a campaign needs before a single message is rendered."""
     compiled = await library.get(session, template)
@@ -91,13 +93,13 @@ async def prepare_campaign(
             f"template {template} needs {', '.join(occasion)}, which only its own occasion "
             "provides: it is sent by that feature, not to a segment"
         )
-    segment_query(segment, params)  # refuses an unknown segment or parameter now
-    return CampaignPlan(segment, dict(params), compiled, plan, kind, starts_at)
+    members = (await resolve(session, segment, params, context)).members
+    return CampaignPlan(segment, dict(params), members, compiled, plan, kind, starts_at)
 
 
 async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[str, int]:
     """The segment's size, and how many of its clients have each channel's address."""
-    members = segment_query(plan.segment, plan.params).subquery()
+    members = plan.members.subquery()
     row = (
         await session.execute(
             select(
@@ -138,7 +140,7 @@ async def create_campaign(
     session.add(campaign)
     await session.flush()
     result = EnqueueResult()
-    members = segment_query(plan.segment, plan.params)
+    members = plan.members
     context_for = context_maker(company, today)
     async for page in client_pages(session, members, batch_size):
         recipients = [

@@ -119,3 +119,8 @@ def polite_address(first: str | None, middle: str | None, gender: str | None, lo
     if gender == FEMALE:
         return f"Уважаемая {name}"
     return f"Здравствуйте, {name}"
+
+
+def full_name(last: str | None, first: str | None, middle: str | None) -> str:
+    """ "Смирнов Иван Петрович", skipping the parts that are missing."""
+    return " ".join(part for part in (last, first, middle) if part)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import warnings
 from pathlib import Path
@@ -14,6 +15,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+from storage.sqlfunc import SQLITE_SQRT
 
 # SQLite has no decimal type: SQLAlchemy reads money back through a double and rounds it to
 # the column's two places, which is exact for Numeric(14, 2). The warning says nothing more.
@@ -88,6 +91,8 @@ def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # SQLite builds differ in whether they have math functions; storage.sqlfunc uses this.
+        dbapi_connection.create_function(SQLITE_SQRT, 1, _sqrt, deterministic=True)
         # Let SQLAlchemy, not the driver, decide when a transaction begins (see _on_begin).
         dbapi_connection.isolation_level = None
 
@@ -97,6 +102,10 @@ def _create_sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _sqrt(value: float | None) -> float | None:
+    return None if value is None or value < 0 else math.sqrt(value)
 
 
 def _use_wal(path: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Date,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -150,6 +152,8 @@ class Car(Base):
     year: Mapped[int | None] = mapped_column(SmallInteger)
     service_interval_km: Mapped[int | None] = mapped_column(Integer)
     service_interval_months: Mapped[int | None] = mapped_column(SmallInteger)
+    # Sold by this dealer (a flag from the dealer's system), when no sale visit records it.
+    sold_here: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -163,7 +167,8 @@ class Visit(Base):
     __table_args__ = (
         Index("ix_visit_client_id_visited_on", "client_id", "visited_on"),
         Index("ix_visit_car_id_visited_on", "car_id", "visited_on"),
-        Index("ix_visit_visited_on", "visited_on"),
+        # Covering: ABC, XYZ and reports over a period read these columns from the index.
+        Index("ix_visit_visited_on_cover", "visited_on", "client_id", "amount", "margin"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -177,6 +182,20 @@ class Visit(Base):
     amount: Mapped[Decimal] = mapped_column(MONEY)
     margin: Mapped[Decimal | None] = mapped_column(MONEY)
     kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SavedSegment(Base):
+    """A segment staff saved under a name: a segment or an expression, with its parameters."""
+
+    __tablename__ = "saved_segment"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from crm.campaigns import (
     create_campaign,
     prepare_campaign,
 )
-from crm.segments import SegmentError
+from crm.segments import SegmentContext, SegmentError
 from crm.templates import TemplateLibrary
 from gateway import lifecycle
 from gateway.channels.filesink import FileSink
@@ -51,6 +52,7 @@ async def plan_for(
             channels=channels,
             kind=kind,
             starts_at=clock(),
+            context=SegmentContext(today=clock().date()),
         )
 
 
@@ -99,7 +101,7 @@ async def test_a_campaign_queues_one_personalised_message_per_client(
     )
     later = clock() + timedelta(hours=3)
     plan = await plan_for(db, clock)
-    plan = CampaignPlan(plan.segment, plan.params, plan.template, plan.plan, plan.kind, later)
+    plan = dataclasses.replace(plan, starts_at=later)
 
     campaign_id = await launch(db, clock, plan, batch_size=1)
 
@@ -236,7 +238,7 @@ async def test_a_campaign_waits_for_its_start_time(
     campaign_id = await launch(
         db,
         clock,
-        CampaignPlan(plan.segment, plan.params, plan.template, plan.plan, plan.kind, starts),
+        dataclasses.replace(plan, starts_at=starts),
     )
     dispatcher = make_dispatcher(db, {"telegram": FileSink("telegram", tmp_path)}, clock)
 

@@ -126,7 +126,8 @@ def test_campaign_mistakes_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
 
     assert (unknown.returncode, unknown.stderr) == (
         2,
-        "autoloyal: unknown segment 'vip': known segments are all\n",
+        "autoloyal: unknown segment 'vip': built-in segments are all, abc, xyz, bcg, lost, "
+        "lifecycle, no_service_history, maintenance_due, birthdays, filter (or a saved one)\n",
     )
     assert occasion.returncode == 2
     assert "needs booking" in occasion.stderr

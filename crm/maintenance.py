@@ -1,0 +1,258 @@
+"""When each car is due for maintenance: by kilometres at its own pace, or by time.
+
+The seed's mileage analysis, computed in the database for every car at once:
+- km/day from the car's odometer readings over the last 365 days, when the first and last
+  of them are at least 30 days apart; otherwise the company's assumed daily mileage;
+- the base: the last maintenance visit (its date and odometer); without one, the car's first
+  reading;
+- due by km: the day the projected odometer reaches base km + the service interval (the
+  car's own, else its make's from config, else the default);
+- due by time: base date + the interval in months;
+- planned: the earlier of the two.
+
+Dates are compared as of `today` (readings and visits after it are ignored), so a forecast
+for a past date is what it would have said then. Cars without a reading or a maintenance
+visit have no base and are not forecast; cars without an owner are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from crm.visits import MAINTENANCE
+from storage.models import Car, OdometerReading, Visit
+from storage.sqlfunc import add_days, add_months, ceil_div, days_between
+
+# Buckets of the planned date relative to today, in the order staff read them.
+OVERDUE, TODAY, TOMORROW, WEEK, MONTH, LATER = (
+    "overdue", "today", "tomorrow", "2-7 days", "8-31 days", "32+ days",
+)  # fmt: skip
+BUCKETS = (OVERDUE, TODAY, TOMORROW, WEEK, MONTH, LATER)
+BY_KM, BY_TIME = "km", "time"
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePolicy:
+    """The company's maintenance rules (config `[maintenance]`)."""
+
+    interval_km: int = 15_000
+    interval_months: int = 12
+    daily_km: float = 40.0
+    makes: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    window_days: int = 365
+    min_span_days: int = 30
+
+    def daily_rate(self) -> tuple[int, int]:
+        """The assumed km/day as a fraction (km, days), so dates come out exact."""
+        rate = Fraction(self.daily_km).limit_denominator(1000)
+        return rate.numerator, rate.denominator
+
+
+@dataclass(frozen=True, slots=True)
+class CarForecast:
+    """One car's maintenance forecast, as of `today` of the query that made it."""
+
+    car_id: int
+    client_id: int
+    make: str | None
+    model: str | None
+    plate: str | None
+    start_km: int | None  # first reading of the last 365 days
+    period_km: int | None  # km driven between the first and last readings of that period
+    km_per_day: float
+    measured: bool  # km/day from the car's own readings, not the company default
+    projected_km: int | None  # the odometer today, projected from the last reading
+    last_maintenance: date | None
+    base_date: date
+    base_km: int | None
+    interval_km: int
+    interval_months: int
+    due_by_km: date | None
+    due_by_time: date
+    planned: date
+    due_by: str  # "km" or "time": which rule gave the planned date
+    days_left: int
+    bucket: str
+
+
+def _make_interval(policy: MaintenancePolicy, which: int) -> ColumnElement[Any] | None:
+    """The make's interval from config, matched whatever the case of the make column."""
+    whens = []
+    for make, intervals in policy.makes.items():
+        value = intervals[which]
+        if value is None:
+            continue
+        spellings = {make, make.upper(), make.lower(), make.title(), make.capitalize()}
+        whens.append((Car.make.in_(sorted(spellings)), value))
+    return case(*whens) if whens else None
+
+
+def forecast_query(
+    policy: MaintenancePolicy, today: date, cars: ColumnElement[bool] | None = None
+) -> Select[Any]:
+    """Every owned car with a base (or those matching `cars`, a condition on `Car`), one row
+    each, labelled as `CarForecast`'s fields."""
+    reading = aliased(OdometerReading)
+    visit = aliased(Visit)
+    cutoff = today - timedelta(days=policy.window_days)
+
+    def read(column: Any, *where: Any, last: bool) -> Any:
+        order = (
+            (reading.read_on.desc(), reading.id.desc()) if last else (reading.read_on, reading.id)
+        )
+        return (
+            select(column)
+            .where(reading.car_id == Car.id, reading.read_on <= today, *where)
+            .order_by(*order)
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    def serviced(column: Any) -> Any:
+        return (
+            select(column)
+            .where(visit.car_id == Car.id, visit.kind == MAINTENANCE, visit.visited_on <= today)
+            .order_by(visit.visited_on.desc(), visit.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    make_km = _make_interval(policy, 0)
+    make_months = _make_interval(policy, 1)
+    km_default: list[Any] = [make_km] if make_km is not None else []
+    months_default: list[Any] = [make_months] if make_months is not None else []
+    facts_query = select(
+        Car.id.label("car_id"),
+        Car.client_id.label("client_id"),
+        Car.make.label("make"),
+        Car.model.label("model"),
+        Car.plate.label("plate"),
+        func.coalesce(Car.service_interval_km, *km_default, policy.interval_km).label(
+            "interval_km"
+        ),
+        func.coalesce(Car.service_interval_months, *months_default, policy.interval_months).label(
+            "interval_months"
+        ),
+        read(reading.read_on, last=True).label("last_on"),
+        read(reading.km, last=True).label("last_km"),
+        read(reading.read_on, last=False).label("first_on"),
+        read(reading.km, last=False).label("first_km"),
+        read(reading.read_on, reading.read_on >= cutoff, last=False).label("window_on"),
+        read(reading.km, reading.read_on >= cutoff, last=False).label("window_km"),
+        serviced(visit.visited_on).label("serviced_on"),
+        serviced(visit.odometer).label("serviced_km"),
+    ).where(Car.client_id.is_not(None))
+    if cars is not None:
+        facts_query = facts_query.where(cars)
+    # MATERIALIZED: each reference to a fact below would otherwise run its subquery again.
+    facts = facts_query.cte("car_facts").prefix_with("MATERIALIZED")
+
+    f = facts.c
+    span_days = days_between(f.last_on, f.window_on)
+    measured = (
+        f.window_on.is_not(None) & (span_days >= policy.min_span_days) & (f.last_km >= f.window_km)
+    )
+    default_km, default_days = policy.daily_rate()
+    base_on = func.coalesce(f.serviced_on, f.first_on)
+    base_km = case((f.serviced_on.is_not(None), f.serviced_km), else_=f.first_km)
+    rates = select(
+        *f,
+        measured.label("measured"),
+        case((measured, f.last_km - f.window_km), else_=default_km).label("rate_km"),
+        case((measured, span_days), else_=default_days).label("rate_days"),
+        base_on.label("base_date"),
+        base_km.label("base_km"),
+    ).cte("car_rates")
+
+    r = rates.c
+    km_known = (r.rate_km > 0) & r.base_km.is_not(None) & r.last_km.is_not(None)
+    ahead = ceil_div((r.base_km + r.interval_km - r.last_km) * r.rate_days, r.rate_km)
+    due_by_km = case((km_known, add_days(r.last_on, ahead)))
+    due_by_time = add_months(r.base_date, r.interval_months)
+    dues = (
+        select(
+            *r,
+            due_by_km.label("due_by_km"),
+            due_by_time.label("due_by_time"),
+        )
+        .where(r.base_date.is_not(None))
+        .cte("car_dues")
+        .prefix_with("MATERIALIZED")
+    )
+
+    d = dues.c
+    by_time = d.due_by_km.is_(None) | (d.due_by_time <= d.due_by_km)
+    planned = case((by_time, d.due_by_time), else_=d.due_by_km)
+    days_left = days_between(planned, literal(today))
+    driven = days_between(literal(today), d.last_on) * d.rate_km // d.rate_days
+    in_period = d.window_on.is_not(None)  # then the last reading is in the period too
+    return select(
+        d.car_id,
+        d.client_id,
+        d.make,
+        d.model,
+        d.plate,
+        case((in_period, d.window_km)).label("start_km"),
+        case((in_period, d.last_km - d.window_km)).label("period_km"),
+        (cast(d.rate_km, Float) / d.rate_days).label("km_per_day"),
+        d.measured,
+        case((d.last_km.is_not(None), d.last_km + driven)).label("projected_km"),
+        d.serviced_on.label("last_maintenance"),
+        d.base_date,
+        d.base_km,
+        d.interval_km,
+        d.interval_months,
+        d.due_by_km,
+        d.due_by_time,
+        planned.label("planned"),
+        case((by_time, BY_TIME), else_=BY_KM).label("due_by"),
+        days_left.label("days_left"),
+        bucket_of(days_left).label("bucket"),
+    )
+
+
+def bucket_of(days_left: ColumnElement[int]) -> ColumnElement[str]:
+    return case(
+        (days_left < 0, OVERDUE),
+        (days_left == 0, TODAY),
+        (days_left == 1, TOMORROW),
+        (days_left <= 7, WEEK),
+        (days_left <= 31, MONTH),
+        else_=LATER,
+    )
+
+
+async def forecast(
+    session: AsyncSession,
+    policy: MaintenancePolicy,
+    today: date,
+    *,
+    client_id: int | None = None,
+    car_ids: Sequence[int] | None = None,
+) -> list[CarForecast]:
+    """The forecast for one client's cars, or for the given cars (the bot, the scheduler)."""
+    cars: ColumnElement[bool] | None = None
+    if client_id is not None:
+        cars = Car.client_id == client_id
+    if car_ids is not None:
+        chosen = Car.id.in_(list(car_ids))
+        cars = chosen if cars is None else cars & chosen
+    rows = forecast_query(policy, today, cars).subquery()
+    query = select(rows)
+    result = await session.execute(query.order_by(rows.c.planned, rows.c.car_id))
+    return [_forecast(dict(row._mapping)) for row in result]
+
+
+def _forecast(row: Mapping[str, Any]) -> CarForecast:
+    values = dict(row)
+    values["measured"] = bool(values["measured"])
+    values["km_per_day"] = round(float(values["km_per_day"]), 1)
+    return CarForecast(**values)

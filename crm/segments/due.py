@@ -1,0 +1,98 @@
+"""`maintenance_due`: the maintenance forecast as a segment, a row per car."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from crm.maintenance import BUCKETS, forecast_query
+from crm.segments.base import (
+    Column,
+    Param,
+    SegmentContext,
+    SegmentSpec,
+    SegmentSQL,
+    choice,
+    client_columns,
+    whole,
+)
+from storage.models import Client
+
+
+def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
+    cars = forecast_query(context.maintenance, context.today).subquery("forecast")
+    where = []
+    if values["within"] is not None:  # overdue cars are due within any number of days
+        where.append(cars.c.days_left <= values["within"])
+    if values["bucket"]:
+        where.append(cars.c.bucket.in_(values["bucket"]))
+    rows = (
+        select(
+            *client_columns(),
+            cars.c.car_id,
+            cars.c.make,
+            cars.c.model,
+            cars.c.plate,
+            cars.c.start_km,
+            cars.c.period_km,
+            cars.c.km_per_day,
+            cars.c.projected_km,
+            cars.c.last_maintenance,
+            cars.c.due_by,
+            cars.c.planned,
+            cars.c.bucket,
+        )
+        .join(Client, Client.id == cars.c.client_id)
+        .where(*where)
+        .order_by(cars.c.planned, cars.c.car_id)
+    )
+    order = func.min(cars.c.days_left)
+    summary = (
+        select(
+            cars.c.bucket,
+            func.count().label("cars"),
+            func.count(func.distinct(cars.c.client_id)).label("clients"),
+        )
+        .where(*where)
+        .group_by(cars.c.bucket)
+        .order_by(order)
+    )
+    return SegmentSQL(
+        members=select(cars.c.client_id).where(*where).distinct(),
+        rows=rows,
+        columns=(
+            Column("car_id", "Car", "int"),
+            Column("make", "Make"),
+            Column("model", "Model"),
+            Column("plate", "Plate"),
+            Column("start_km", "Start km", "int"),
+            Column("period_km", "Km in period", "int"),
+            Column("km_per_day", "Km/day", "float"),
+            Column("projected_km", "Projected km", "int"),
+            Column("last_maintenance", "Last maintenance", "date"),
+            Column("due_by", "By"),
+            Column("planned", "Planned", "date"),
+            Column("bucket", "When"),
+        ),
+        summary=summary,
+        summary_columns=(
+            Column("bucket", "When"),
+            Column("cars", "Cars", "int"),
+            Column("clients", "Clients", "int"),
+        ),
+    )
+
+
+MAINTENANCE_DUE = SegmentSpec(
+    "maintenance_due",
+    "cars by planned maintenance date (by km at their own pace, or by time), a row per car",
+    (
+        Param("within", "planned within this many days from today (overdue included)",
+              whole(0, 3650), None, "7"),
+        Param("bucket", "keep these: " + ", ".join(BUCKETS), choice(*BUCKETS, many=True), (),
+              "overdue"),
+    ),
+    build_maintenance_due,
+    per="car",
+)  # fmt: skip

@@ -1,0 +1,260 @@
+"""Segments by who the clients are: everyone, birthdays, and a filter of many conditions."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, exists, func, literal, select, true
+from sqlalchemy.orm import aliased
+
+from crm.consent import ADVERTISING, ALL_CHANNELS
+from crm.segments.analysis import cents
+from crm.segments.base import (
+    Column,
+    Param,
+    Range,
+    SegmentContext,
+    SegmentSpec,
+    SegmentSQL,
+    a_date,
+    a_decimal,
+    choice,
+    client_columns,
+    span,
+    whole,
+    words,
+    yes_no,
+)
+from storage.models import Car, Client, ClientConsent, ClientTag, Visit
+from storage.sqlfunc import days_between, month_day, year_of
+
+CHANNEL_NAMES = ("telegram", "sms", "email")
+GENDERS = ("male", "female")
+_GENDER_WORDS = {"m": "male", "м": "male", "муж": "male", "f": "female", "ж": "female",
+                 "жен": "female"}  # fmt: skip
+
+
+def contact_columns() -> list[ColumnElement[Any]]:
+    return [
+        Client.email.label("email"),
+        Client.telegram_id.is_not(None).label("telegram"),
+    ]
+
+
+CONTACT_COLUMNS = (Column("email", "Email"), Column("telegram", "Telegram", "bool"))
+
+
+def build_all(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
+    return SegmentSQL(
+        members=select(Client.id),
+        rows=select(*client_columns(), *contact_columns()).order_by(Client.id),
+        columns=CONTACT_COLUMNS,
+    )
+
+
+ALL = SegmentSpec("all", "every client on file", (), build_all)
+
+
+# ------------------------------------------------------------------------------ birthdays
+
+
+def birthday_on(month_and_day: str, year: int) -> date:
+    """The day a birthday falls on in `year`: 29 February is 28 February in other years."""
+    month, day = (int(part) for part in month_and_day.split("-"))
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return date(year, 2, 28)
+
+
+def build_birthdays(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
+    today = context.today
+    days = [today + timedelta(days=offset) for offset in range(values["within"] + 1)]
+    falls_on: dict[str, date] = {}
+    for day in days:
+        falls_on.setdefault(f"{day.month:02d}-{day.day:02d}", day)
+        if day.month == 2 and day.day == 28 and not _leap(day.year):
+            falls_on.setdefault("02-29", day)
+    birthday = month_day(Client.birthday)
+    on = case(falls_on, value=birthday)
+    where = [Client.birthday.is_not(None), birthday.in_(sorted(falls_on))]
+    return SegmentSQL(
+        members=select(Client.id).where(*where),
+        rows=select(
+            *client_columns(),
+            Client.birthday.label("birthday"),
+            on.label("on"),
+            (year_of(on) - year_of(Client.birthday)).label("turns"),
+            days_between(on, literal(today)).label("in_days"),
+        )
+        .where(*where)
+        .order_by(on, Client.id),
+        columns=(
+            Column("birthday", "Birthday", "date"),
+            Column("on", "On", "date"),
+            Column("turns", "Turns", "int"),
+            Column("in_days", "In days", "int"),
+        ),
+    )
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+BIRTHDAYS = SegmentSpec(
+    "birthdays",
+    "birthdays today, or within the next `within` days (29 Feb counts on 28 Feb)",
+    (Param("within", "days ahead, 0 = today only", whole(0, 366), 0),),
+    build_birthdays,
+)
+
+
+# --------------------------------------------------------------------------------- filter
+
+
+def _gender(value: str) -> str:
+    folded = value.strip().casefold()
+    folded = _GENDER_WORDS.get(folded, folded)
+    if folded not in GENDERS:
+        raise ValueError(f"{value.strip()!r} is not male or female (m/f, м/ж)")
+    return folded
+
+
+def _years_ago(today: date, years: int) -> date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February: a year later it is 28 February
+        return date(today.year - years, 2, 28)
+
+
+def advertising_allowed(channel: str) -> ColumnElement[bool]:
+    """The client may be sent advertising on `channel`: a row for the channel says so, or,
+    with none, the blanket row does (the same rule the dispatcher applies)."""
+    consent = aliased(ClientConsent)
+
+    def row(scope: str, granted: bool | None = None) -> ColumnElement[bool]:
+        conditions = [
+            consent.client_id == Client.id,
+            consent.channel == scope,
+            consent.purpose == ADVERTISING,
+        ]
+        if granted is not None:
+            conditions.append(consent.granted == granted)
+        return exists().where(*conditions)
+
+    return row(channel, True) | (~row(channel) & row(ALL_CHANNELS, True))
+
+
+_ADDRESS = {"telegram": Client.telegram_id, "sms": Client.phone, "email": Client.email}
+
+
+def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
+    today = context.today
+    where: list[ColumnElement[bool]] = []
+    if values["gender"]:
+        where.append(Client.gender == values["gender"])
+    age: Range | None = values["age"]
+    if age is not None:
+        if age.low is not None:
+            where.append(Client.birthday <= _years_ago(today, age.low))
+        if age.high is not None:
+            where.append(Client.birthday > _years_ago(today, age.high + 1))
+    car: list[ColumnElement[bool]] = []
+    if values["make"]:
+        car.append(Car.make.in_(spellings(values["make"])))
+    if values["model"]:
+        car.append(Car.model.in_(spellings(values["model"])))
+    year: Range | None = values["year"]
+    if year is not None:
+        if year.low is not None:
+            car.append(Car.year >= year.low)
+        if year.high is not None:
+            car.append(Car.year <= year.high)
+    if car:  # one car must match every car condition
+        where.append(exists().where(Car.client_id == Client.id, *car))
+    spent = (
+        select(func.coalesce(func.sum(cents(Visit.amount)), 0))
+        .where(Visit.client_id == Client.id, Visit.visited_on <= today)
+        .scalar_subquery()
+    )
+    last_visit = (
+        select(func.max(Visit.visited_on))
+        .where(Visit.client_id == Client.id, Visit.visited_on <= today)
+        .scalar_subquery()
+    )
+    spend: Range | None = values["spend"]
+    if spend is not None:
+        if spend.low is not None:
+            where.append(spent >= int(spend.low * 100))
+        if spend.high is not None:
+            where.append(spent <= int(spend.high * 100))
+    if values["last_visit_before"] is not None:
+        where.append(last_visit < values["last_visit_before"])
+    if values["last_visit_after"] is not None:
+        where.append(last_visit > values["last_visit_after"])
+    if values["tag"]:
+        where.append(
+            exists().where(ClientTag.client_id == Client.id, ClientTag.tag.in_(values["tag"]))
+        )
+    channels = values["channel"] or CHANNEL_NAMES
+    if values["channel"]:
+        where.append(_any(_ADDRESS[name].is_not(None) for name in channels))
+    if values["advertising"] is not None:
+        allowed = _any(_ADDRESS[name].is_not(None) & advertising_allowed(name) for name in channels)
+        where.append(allowed if values["advertising"] else ~allowed)
+    return SegmentSQL(
+        members=select(Client.id).where(*where),
+        rows=select(
+            *client_columns(),
+            *contact_columns(),
+            last_visit.label("last_visit"),
+            spent.label("spent"),
+        )
+        .where(*where)
+        .order_by(Client.id),
+        columns=(
+            *CONTACT_COLUMNS,
+            Column("last_visit", "Last visit", "date"),
+            Column("spent", "Spent", "money"),
+        ),
+    )
+
+
+def spellings(names: tuple[str, ...]) -> list[str]:
+    """The ways a make is written ("KIA", "Kia", "kia"): SQLite's lower() knows only ASCII."""
+    found = set()
+    for name in names:
+        found |= {name, name.upper(), name.lower(), name.title(), name.capitalize()}
+    return sorted(found)
+
+
+def _any(conditions: Any) -> ColumnElement[bool]:
+    result: ColumnElement[bool] | None = None
+    for condition in conditions:
+        result = condition if result is None else result | condition
+    return result if result is not None else true()
+
+
+FILTER = SegmentSpec(
+    "filter",
+    "clients matching every condition given",
+    (
+        Param("gender", "male or female", _gender, None, "female"),
+        Param("age", "age range in years, e.g. 30-45, 60-", span(whole(0, 150)), None, "30-45"),
+        Param("make", "has a car of these makes", words, (), "Kia,Hyundai"),
+        Param("model", "has a car of these models (with make: the same car)", words, (), "Rio"),
+        Param("year", "has a car built in these years", span(whole(1900, 2100)), None,
+              "2015-2020"),
+        Param("spend", "total spent, roubles, e.g. 100000-", span(a_decimal), None, "100000-"),
+        Param("last_visit_before", "last visit before this day", a_date),
+        Param("last_visit_after", "last visit after this day", a_date),
+        Param("tag", "has any of these tags", words, (), "fleet"),
+        Param("channel", "reachable by any of: telegram, sms, email",
+              choice(*CHANNEL_NAMES, many=True), (), "telegram"),
+        Param("advertising", "consents to advertising on a channel they have (yes/no)",
+              yes_no, None, "yes"),
+    ),
+    build_filter,
+)  # fmt: skip
