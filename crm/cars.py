@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, func
 
 # Cyrillic letters that look like Latin ones, typed into VINs by mistake, and back for plates.
 _CYRILLIC_TO_LATIN = str.maketrans("АВЕКМНОРСТУХ", "ABEKMHOPCTYX")
@@ -46,3 +50,18 @@ def normalize_plate(raw: str) -> str | None:
         raise CarError(f"{raw.strip()!r} is longer than {PLATE_MAX} characters")
     cyrillic = plate.translate(_LATIN_TO_CYRILLIC)
     return cyrillic if _RUSSIAN_PLATE.match(cyrillic) else plate
+
+
+def same_name(column: Any, names: Iterable[str]) -> ColumnElement[bool]:
+    """`column` holds one of `names`, ignoring case: "KIA", "Kia", "kIA" are all Kia.
+
+    SQLite's lower() folds Latin letters only, so a Cyrillic make ("ЛАДА", "Лада") is
+    matched as written, in upper, lower or title case.
+    """
+    names = list(names)
+    spellings: set[str] = set()
+    for name in names:
+        spellings |= {name, name.upper(), name.lower(), name.title(), name.capitalize()}
+    folded = sorted({name.lower() for name in names})
+    matches: ColumnElement[bool] = column.in_(sorted(spellings)) | func.lower(column).in_(folded)
+    return matches

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from crm.cars import same_name
 from crm.visits import MAINTENANCE
 from storage.models import Car, OdometerReading, Visit
 from storage.sqlfunc import add_days, add_months, ceil_div, days_between
@@ -84,14 +85,12 @@ class CarForecast:
 
 
 def _make_interval(policy: MaintenancePolicy, which: int) -> ColumnElement[Any] | None:
-    """The make's interval from config, matched whatever the case of the make column."""
+    """The make's interval from config, the make matched ignoring case (see `same_name`)."""
     whens = []
     for make, intervals in policy.makes.items():
         value = intervals[which]
-        if value is None:
-            continue
-        spellings = {make, make.upper(), make.lower(), make.title(), make.capitalize()}
-        whens.append((Car.make.in_(sorted(spellings)), value))
+        if value is not None:
+            whens.append((same_name(Car.make, [make]), value))
     return case(*whens) if whens else None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
 
+from crm.cars import same_name
 from crm.consent import ADVERTISING, ALL_CHANNELS
 from crm.segments.analysis import cents
 from crm.segments.base import (
@@ -163,9 +164,9 @@ def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
             where.append(Client.birthday > _years_ago(today, age.high + 1))
     car: list[ColumnElement[bool]] = []
     if values["make"]:
-        car.append(Car.make.in_(spellings(values["make"])))
+        car.append(same_name(Car.make, values["make"]))
     if values["model"]:
-        car.append(Car.model.in_(spellings(values["model"])))
+        car.append(same_name(Car.model, values["model"]))
     year: Range | None = values["year"]
     if year is not None:
         if year.low is not None:
@@ -220,14 +221,6 @@ def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
             Column("spent", "Spent", "money"),
         ),
     )
-
-
-def spellings(names: tuple[str, ...]) -> list[str]:
-    """The ways a make is written ("KIA", "Kia", "kia"): SQLite's lower() knows only ASCII."""
-    found = set()
-    for name in names:
-        found |= {name, name.upper(), name.lower(), name.title(), name.capitalize()}
-    return sorted(found)
 
 
 def _any(conditions: Any) -> ColumnElement[bool]:
