@@ -134,8 +134,8 @@ class SegmentSettings(Section):
     abc_thresholds: tuple[Decimal, Decimal, Decimal] = (Decimal(75), Decimal(20), Decimal(5))
     xyz_period: Literal["month", "quarter", "year"] = "quarter"
     xyz_periods: int = Field(default=8, ge=2, le=120)
-    xyz_x: Decimal = Field(default=Decimal("0.5"), gt=0)
-    xyz_y: Decimal = Field(default=Decimal("1.0"), gt=0)
+    xyz_x: Decimal = Field(default=Decimal("0.75"), gt=0)
+    xyz_y: Decimal = Field(default=Decimal("1.25"), gt=0)
 
     @field_validator("abc_thresholds")
     @classmethod

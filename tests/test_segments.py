@@ -153,7 +153,7 @@ async def test_xyz_groups_by_variation_of_quarterly_revenue(db: Database) -> Non
                 date(2025, 11, 1), date(2026, 2, 1), date(2026, 5, 1), date(2026, 8, 1)]  # fmt: skip
     for day in quarters:
         await visit(db, steady, day, "1000")
-    for day in quarters[::2]:  # every other quarter, same sum: CV = 1.0 exactly (Y, at y)
+    for day in quarters[::2]:  # every other quarter, same sum: CV = 1.0 (Y)
         await visit(db, seasonal, day, "3000")
     await visit(db, once, quarters[3], "50000")  # one quarter of eight: CV = sqrt(7)
     await visit(db, once, date(2026, 11, 1), "50000")  # this quarter is not whole: left out
@@ -164,6 +164,8 @@ async def test_xyz_groups_by_variation_of_quarterly_revenue(db: Database) -> Non
     assert rows[seasonal]["active_periods"] == 4
     assert rows[seasonal]["periods"] == 8
     assert [r["client_id"] for r in await members(db, "xyz", {"group": "Z"})] == [once]
+    at_y = await members(db, "xyz", {"x": "0.5", "y": "1.0"})  # CV exactly at y: still Y
+    assert {r["client_id"]: r["group"] for r in at_y}[seasonal] == "Y"
     strict = await members(db, "xyz", {"x": "0.5", "y": "0.9"})
     assert {r["client_id"]: r["group"] for r in strict}[seasonal] == "Z"
 

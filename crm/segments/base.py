@@ -44,8 +44,8 @@ class AnalysisDefaults:
     abc_thresholds: tuple[Decimal, Decimal, Decimal] = (Decimal(75), Decimal(20), Decimal(5))
     xyz_period: str = "quarter"
     xyz_periods: int = 8
-    xyz_x: Decimal = Decimal("0.5")
-    xyz_y: Decimal = Decimal("1.0")
+    xyz_x: Decimal = Decimal("0.75")
+    xyz_y: Decimal = Decimal("1.25")
 
 
 # ----------------------------------------------------------------------------- parameters
