@@ -330,3 +330,21 @@ async def test_a_car_naming_a_merged_duplicate_lands_on_the_surviving_client(
         visit_client = await session.scalar(select(Visit.client_id))
     assert car_owner == survivor
     assert visit_client == survivor
+
+
+@pytest.mark.usefixtures("owners")
+async def test_a_car_sold_by_the_dealer_is_flagged_from_a_1c_column(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "sold.csv", ["Код", "Код клиента", "VIN", "Марка", "Продан нами"],
+                     [["A2", "C2", "XW8ZZZ61ZEG012346", "Kia", "да"],
+                      ["A3", "C2", "XW8ZZZ61ZEG012347", "Kia", "нет"],
+                      ["A4", "C2", "XW8ZZZ61ZEG012348", "Kia", "может быть"]])  # fmt: skip
+
+    report = await import_file(db, clock, "cars", path)
+
+    assert report.imported == 2
+    assert [(car.external_id, car.sold_here) for car in await all_of(db, Car)] == [
+        ("A1", None), ("A2", True), ("A3", False),
+    ]  # fmt: skip
+    assert report.rejected == 1

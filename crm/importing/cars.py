@@ -13,7 +13,7 @@ from crm.importing.base import ImportContext, Rejects, read
 from crm.importing.reader import Columns, Row
 from crm.importing.references import ClientRefs
 from crm.importing.report import ImportReport, RowError
-from crm.importing.values import parse_int, parse_text
+from crm.importing.values import parse_bool, parse_int, parse_text
 from storage.bulk import insert_rows
 from storage.models import Car
 
@@ -28,13 +28,14 @@ COLUMNS = Columns(
         "year": ("год", "год выпуска"),
         "service_interval_km": ("межсервисный интервал, км", "интервал то, км", "интервал км"),
         "service_interval_months": ("интервал то, мес", "интервал мес"),
+        "sold_here": ("продан нами", "куплен у нас", "наша продажа", "sold here"),
     },
     required=(("client_id",), ("external_id", "vin")),
 )
 
 FIELDS = (
     "external_id", "client_id", "vin", "plate", "make", "model", "year",
-    "service_interval_km", "service_interval_months",
+    "service_interval_km", "service_interval_months", "sold_here",
 )  # fmt: skip
 
 
@@ -65,6 +66,7 @@ class CarImporter:
             "service_interval_months": read(
                 row, "service_interval_months", parse_int, low=1, high=60
             ),
+            "sold_here": read(row, "sold_here", parse_bool),
         }
         if values["external_id"] is None and values["vin"] is None:
             raise RowError(None, "no external_id or vin to recognise the car by")
