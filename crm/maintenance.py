@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased
 from crm.cars import same_name
 from crm.visits import MAINTENANCE
 from storage.models import Car, OdometerReading, Visit
-from storage.sqlfunc import add_days, add_months, ceil_div, days_between
+from storage.sqlfunc import add_months, ceil_div, day_number, from_day_number
 
 # Buckets of the planned date relative to today, in the order staff read them.
 OVERDUE, TODAY, TOMORROW, WEEK, MONTH, LATER = (
@@ -103,32 +103,32 @@ def forecast_query(
     visit = aliased(Visit)
     cutoff = today - timedelta(days=policy.window_days)
 
-    def read(column: Any, *where: Any, last: bool) -> Any:
-        order = (
-            (reading.read_on.desc(), reading.id.desc()) if last else (reading.read_on, reading.id)
-        )
+    def reading_id(*where: Any, last: bool) -> Any:
+        """The id of the car's last (or first) reading up to today: one index seek per car;
+        the reading's date and km are then read by primary key."""
+        order: tuple[Any, ...] = (reading.read_on, reading.id)
+        if last:
+            order = (reading.read_on.desc(), reading.id.desc())
         return (
-            select(column)
+            select(reading.id)
             .where(reading.car_id == Car.id, reading.read_on <= today, *where)
             .order_by(*order)
             .limit(1)
             .scalar_subquery()
         )
 
-    def serviced(column: Any) -> Any:
-        return (
-            select(column)
-            .where(visit.car_id == Car.id, visit.kind == MAINTENANCE, visit.visited_on <= today)
-            .order_by(visit.visited_on.desc(), visit.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-
+    serviced_id = (
+        select(visit.id)
+        .where(visit.car_id == Car.id, visit.kind == MAINTENANCE, visit.visited_on <= today)
+        .order_by(visit.visited_on.desc(), visit.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     make_km = _make_interval(policy, 0)
     make_months = _make_interval(policy, 1)
     km_default: list[Any] = [make_km] if make_km is not None else []
     months_default: list[Any] = [make_months] if make_months is not None else []
-    facts_query = select(
+    ids_query = select(
         Car.id.label("car_id"),
         Car.client_id.label("client_id"),
         Car.make.label("make"),
@@ -140,58 +140,75 @@ def forecast_query(
         func.coalesce(Car.service_interval_months, *months_default, policy.interval_months).label(
             "interval_months"
         ),
-        read(reading.read_on, last=True).label("last_on"),
-        read(reading.km, last=True).label("last_km"),
-        read(reading.read_on, last=False).label("first_on"),
-        read(reading.km, last=False).label("first_km"),
-        read(reading.read_on, reading.read_on >= cutoff, last=False).label("window_on"),
-        read(reading.km, reading.read_on >= cutoff, last=False).label("window_km"),
-        serviced(visit.visited_on).label("serviced_on"),
-        serviced(visit.odometer).label("serviced_km"),
+        reading_id(last=True).label("last_id"),
+        reading_id(last=False).label("first_id"),
+        reading_id(reading.read_on >= cutoff, last=False).label("window_id"),
+        serviced_id.label("serviced_id"),
     ).where(Car.client_id.is_not(None))
     if cars is not None:
-        facts_query = facts_query.where(cars)
+        ids_query = ids_query.where(cars)
+    ids = ids_query.subquery("car_ids")
+    last, first, window = (aliased(OdometerReading) for _ in range(3))
+    serviced = aliased(Visit)
+    facts_query = (
+        select(
+            *(ids.c[name] for name in ("car_id", "client_id", "make", "model", "plate",
+                                       "interval_km", "interval_months")),
+            last.read_on.label("last_on"),
+            last.km.label("last_km"),
+            first.read_on.label("first_on"),
+            first.km.label("first_km"),
+            window.read_on.label("window_on"),
+            window.km.label("window_km"),
+            serviced.visited_on.label("serviced_on"),
+            serviced.odometer.label("serviced_km"),
+        )
+        .select_from(ids)
+        .outerjoin(last, last.id == ids.c.last_id)
+        .outerjoin(first, first.id == ids.c.first_id)
+        .outerjoin(window, window.id == ids.c.window_id)
+        .outerjoin(serviced, serviced.id == ids.c.serviced_id)
+    )  # fmt: skip
     # MATERIALIZED: each reference to a fact below would otherwise run its subquery again.
     facts = facts_query.cte("car_facts").prefix_with("MATERIALIZED")
 
+    # Dates become day numbers: integer arithmetic instead of date parsing per expression.
     f = facts.c
-    span_days = days_between(f.last_on, f.window_on)
+    last_day, window_day = day_number(f.last_on), day_number(f.window_on)
+    span_days = last_day - window_day
     measured = (
         f.window_on.is_not(None) & (span_days >= policy.min_span_days) & (f.last_km >= f.window_km)
     )
     default_km, default_days = policy.daily_rate()
-    base_on = func.coalesce(f.serviced_on, f.first_on)
+    rate_km = case((measured, f.last_km - f.window_km), else_=default_km)
+    rate_days = case((measured, span_days), else_=default_days)
+    base_date = func.coalesce(f.serviced_on, f.first_on)
     base_km = case((f.serviced_on.is_not(None), f.serviced_km), else_=f.first_km)
-    rates = select(
-        *f,
-        measured.label("measured"),
-        case((measured, f.last_km - f.window_km), else_=default_km).label("rate_km"),
-        case((measured, span_days), else_=default_days).label("rate_days"),
-        base_on.label("base_date"),
-        base_km.label("base_km"),
-    ).cte("car_rates")
-
-    r = rates.c
-    km_known = (r.rate_km > 0) & r.base_km.is_not(None) & r.last_km.is_not(None)
-    ahead = ceil_div((r.base_km + r.interval_km - r.last_km) * r.rate_days, r.rate_km)
-    due_by_km = case((km_known, add_days(r.last_on, ahead)))
-    due_by_time = add_months(r.base_date, r.interval_months)
+    km_known = (rate_km > 0) & base_km.is_not(None) & f.last_km.is_not(None)
+    ahead = ceil_div((base_km + f.interval_km - f.last_km) * rate_days, rate_km)
     dues = (
         select(
-            *r,
-            due_by_km.label("due_by_km"),
-            due_by_time.label("due_by_time"),
+            *f,
+            measured.label("measured"),
+            rate_km.label("rate_km"),
+            rate_days.label("rate_days"),
+            base_date.label("base_date"),
+            base_km.label("base_km"),
+            last_day.label("last_day"),
+            case((km_known, last_day + ahead)).label("km_day"),
+            day_number(add_months(base_date, f.interval_months)).label("time_day"),
         )
-        .where(r.base_date.is_not(None))
+        .where(base_date.is_not(None))
         .cte("car_dues")
         .prefix_with("MATERIALIZED")
     )
 
     d = dues.c
-    by_time = d.due_by_km.is_(None) | (d.due_by_time <= d.due_by_km)
-    planned = case((by_time, d.due_by_time), else_=d.due_by_km)
-    days_left = days_between(planned, literal(today))
-    driven = days_between(literal(today), d.last_on) * d.rate_km // d.rate_days
+    today_day = day_number(literal(today))
+    by_time = d.km_day.is_(None) | (d.time_day <= d.km_day)
+    planned_day = case((by_time, d.time_day), else_=d.km_day)
+    days_left = planned_day - today_day
+    driven = (today_day - d.last_day) * d.rate_km // d.rate_days
     in_period = d.window_on.is_not(None)  # then the last reading is in the period too
     return select(
         d.car_id,
@@ -209,9 +226,9 @@ def forecast_query(
         d.base_km,
         d.interval_km,
         d.interval_months,
-        d.due_by_km,
-        d.due_by_time,
-        planned.label("planned"),
+        from_day_number(d.km_day).label("due_by_km"),
+        from_day_number(d.time_day).label("due_by_time"),
+        from_day_number(planned_day).label("planned"),
         case((by_time, BY_TIME), else_=BY_KM).label("due_by"),
         days_left.label("days_left"),
         bucket_of(days_left).label("bucket"),

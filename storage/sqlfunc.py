@@ -42,6 +42,23 @@ class add_months(FunctionElement[Any]):
     name = "add_months"
 
 
+class day_number(FunctionElement[int]):
+    """A date as a whole day number: days apart subtract, `+ n` adds days. The epoch differs
+    between databases, so compare numbers only with numbers made the same way."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "day_number"
+
+
+class from_day_number(FunctionElement[Any]):
+    """The date of a `day_number` (NULL stays NULL)."""
+
+    type = Date()
+    inherit_cache = True
+    name = "from_day_number"
+
+
 class month_day(FunctionElement[str]):
     """A date's month and day as 'MM-DD' text: birthdays compare across years."""
 
@@ -117,6 +134,30 @@ def _add_months_sqlite(element: add_months, compiler: SQLCompiler, **kw: Any) ->
 def _add_months(element: add_months, compiler: SQLCompiler, **kw: Any) -> str:
     day, months = _args(element, compiler, **kw)
     return f"CAST(CAST({day} AS DATE) + make_interval(months => CAST({months} AS INTEGER)) AS DATE)"
+
+
+@compiles(day_number, "sqlite")
+def _day_number_sqlite(element: day_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = _args(element, compiler, **kw)
+    return f"CAST(julianday({day}) AS INTEGER)"  # the Julian day starting at the noon before
+
+
+@compiles(day_number)
+def _day_number(element: day_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (day,) = _args(element, compiler, **kw)
+    return f"(CAST({day} AS DATE) - DATE '1970-01-01')"
+
+
+@compiles(from_day_number, "sqlite")
+def _from_day_number_sqlite(element: from_day_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (number,) = _args(element, compiler, **kw)
+    return f"date(({number}) + 0.5)"
+
+
+@compiles(from_day_number)
+def _from_day_number(element: from_day_number, compiler: SQLCompiler, **kw: Any) -> str:
+    (number,) = _args(element, compiler, **kw)
+    return f"(DATE '1970-01-01' + CAST({number} AS INTEGER))"
 
 
 @compiles(month_day, "sqlite")
