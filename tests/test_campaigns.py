@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from crm.campaigns import (
     CampaignPlan,
     campaign_report,
     cancel_campaign,
+    count_recipients,
     create_campaign,
     prepare_campaign,
 )
@@ -24,7 +26,7 @@ from gateway.channels.filesink import FileSink
 from gateway.consent import SERVICE
 from gateway.outbox import PlanError, Recipient, enqueue
 from gateway.render import TemplateProblem
-from storage.models import Client
+from storage.models import Branch, Client, Visit
 from storage.outbox import Campaign, Message
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
@@ -266,3 +268,27 @@ async def test_a_contact_added_after_queueing_is_left_for_the_next_message(
     assert sent is not None
     assert (sent.state, sent.channel) == ("sent", "sms")
     assert sent.reason == "telegram: no address yet when the message was queued"
+
+
+async def test_a_campaign_to_an_expression_of_segments_reaches_just_its_clients(
+    db: Database, clock: FakeClock
+) -> None:
+    regular = await add_client(db, telegram_id=1)
+    lost = await add_client(db, telegram_id=2)
+    await add_client(db, telegram_id=3)  # no visits: neither
+    async with db.sessions() as session, session.begin():
+        branch = await session.scalar(select(Branch.id))
+        assert branch is not None
+        for client_id, day in ((regular, date(2026, 9, 1)), (lost, date(2024, 9, 1))):
+            session.add(Visit(client_id=client_id, branch_id=branch, visited_on=day,
+                              amount=Decimal(1000), kind="repair", created_at=clock(),
+                              updated_at=clock()))  # fmt: skip
+    plan = await plan_for(db, clock, segment="lifecycle(stage=one_time) or lost(days=365)")
+    async with db.sessions() as session:
+        assert (await count_recipients(session, plan))["clients"] == 2
+
+    campaign_id = await launch(db, clock, plan)
+
+    async with db.sessions() as session:
+        keys = set(await session.scalars(select(Message.idempotency_key)))
+    assert keys == {f"campaign:{campaign_id}:{regular}", f"campaign:{campaign_id}:{lost}"}
