@@ -273,13 +273,13 @@ async def test_a_contact_added_after_queueing_is_left_for_the_next_message(
 async def test_a_campaign_to_an_expression_of_segments_reaches_just_its_clients(
     db: Database, clock: FakeClock
 ) -> None:
-    regular = await add_client(db, telegram_id=1)
+    recent = await add_client(db, telegram_id=1)
     lost = await add_client(db, telegram_id=2)
     await add_client(db, telegram_id=3)  # no visits: neither
     async with db.sessions() as session, session.begin():
         branch = await session.scalar(select(Branch.id))
         assert branch is not None
-        for client_id, day in ((regular, date(2026, 9, 1)), (lost, date(2024, 9, 1))):
+        for client_id, day in ((recent, date(2026, 9, 1)), (lost, date(2024, 9, 1))):
             session.add(Visit(client_id=client_id, branch_id=branch, visited_on=day,
                               amount=Decimal(1000), kind="repair", created_at=clock(),
                               updated_at=clock()))  # fmt: skip
@@ -291,4 +291,4 @@ async def test_a_campaign_to_an_expression_of_segments_reaches_just_its_clients(
 
     async with db.sessions() as session:
         keys = set(await session.scalars(select(Message.idempotency_key)))
-    assert keys == {f"campaign:{campaign_id}:{regular}", f"campaign:{campaign_id}:{lost}"}
+    assert keys == {f"campaign:{campaign_id}:{recent}", f"campaign:{campaign_id}:{lost}"}
