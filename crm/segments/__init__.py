@@ -13,13 +13,13 @@ command line or the staff chat) and are checked before anything runs.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.names import full_name
@@ -165,8 +165,9 @@ async def fetch_rows(
     session: AsyncSession, sql: SegmentSQL, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
     query = sql.rows if limit is None else sql.rows.limit(limit)
-    result = await session.execute(query)
-    return [_present(row._mapping, sql.columns) for row in result]
+    connection = await session.connection()  # plain rows: no ORM loading per row
+    result = await connection.execute(query)
+    return _presenter(sql.columns, client=True)(result.all())
 
 
 async def stream_rows(
@@ -174,40 +175,82 @@ async def stream_rows(
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Every row (or the first `limit`), in batches, for CSV output of big segments."""
     query = sql.rows if limit is None else sql.rows.limit(limit)
-    result = await session.stream(query.execution_options(yield_per=batch))
+    connection = await session.connection()
+    result = await connection.stream(query.execution_options(yield_per=batch))
+    convert = _presenter(sql.columns, client=True)
     async for rows in result.partitions(batch):
-        yield [_present(row._mapping, sql.columns) for row in rows]
+        yield convert(rows)
 
 
 async def fetch_summary(session: AsyncSession, sql: SegmentSQL) -> list[dict[str, Any]]:
     if sql.summary is None:
         return []
-    result = await session.execute(sql.summary)
-    return [present(row._mapping, sql.summary_columns) for row in result]
-
-
-def _present(row: Mapping[str, Any], columns: tuple[Column, ...]) -> dict[str, Any]:
-    name = full_name(row["last_name"], row["first_name"], row["middle_name"])
-    head = {"client_id": row["client_id"], "client": name, "phone": row["phone"]}
-    return head | present(row, columns)
+    result = await (await session.connection()).execute(sql.summary)
+    return _presenter(sql.summary_columns, client=False)(result.all())
 
 
 def present(row: Mapping[str, Any], columns: tuple[Column, ...]) -> dict[str, Any]:
     """Values as people read them: kopecks as roubles, shares and rates rounded."""
-    values: dict[str, Any] = {}
-    for column in columns:
-        value = row[column.key]
-        if value is not None:
-            if column.kind == "money":
-                value = (Decimal(value) / 100).quantize(Decimal("0.01"))
-            elif column.kind == "percent" or column.kind == "float":
-                value = round(float(value), 2)
-            elif column.kind == "int":
-                value = int(value)
-            elif column.kind == "bool":
-                value = bool(value)
-        values[column.key] = value
-    return values
+    return {
+        column.key: None if row[column.key] is None else _CONVERT[column.kind](row[column.key])
+        for column in columns
+    }
+
+
+def _roubles(kopecks: Any) -> Decimal:
+    return (Decimal(kopecks) / 100).quantize(_CENT)
+
+
+def _rounded(value: Any) -> float:
+    return round(float(value), 2)
+
+
+_CENT = Decimal("0.01")
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "money": _roubles,
+    "percent": _rounded,
+    "float": _rounded,
+    "int": int,
+    "bool": bool,
+    "text": lambda value: value,
+    "date": lambda value: value,
+}
+
+
+def _presenter(
+    columns: tuple[Column, ...], *, client: bool
+) -> Callable[[Sequence[Row[Any]]], list[dict[str, Any]]]:
+    """Turns rows into dicts of presented values; the per-column work is decided once."""
+    keys = [column.key for column in columns]
+    converters = [_CONVERT[column.kind] for column in columns]
+    plain = {_CONVERT["text"], _CONVERT["date"]}
+
+    def convert(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        fields = list(rows[0]._fields)
+        at = [fields.index(key) for key in keys]
+        steps = [(key, index, None if fn in plain else fn)
+                 for key, index, fn in zip(keys, at, converters, strict=True)]  # fmt: skip
+        if client:
+            ident, last, first, middle, phone = (
+                fields.index(name)
+                for name in ("client_id", "last_name", "first_name", "middle_name", "phone")
+            )
+        presented = []
+        for row in rows:
+            values: dict[str, Any] = {}
+            if client:
+                values["client_id"] = row[ident]
+                values["client"] = full_name(row[last], row[first], row[middle])
+                values["phone"] = row[phone]
+            for key, index, fn in steps:
+                value = row[index]
+                values[key] = value if fn is None or value is None else fn(value)
+            presented.append(values)
+        return presented
+
+    return convert
 
 
 # --------------------------------------------------------------------------- saved segments
