@@ -95,10 +95,19 @@ def _make_interval(policy: MaintenancePolicy, which: int) -> ColumnElement[Any] 
 
 
 def forecast_query(
-    policy: MaintenancePolicy, today: date, cars: ColumnElement[bool] | None = None
+    policy: MaintenancePolicy,
+    today: date,
+    cars: ColumnElement[bool] | None = None,
+    *,
+    for_rows: bool = True,
 ) -> Select[Any]:
     """Every owned car with a base (or those matching `cars`, a condition on `Car`), one row
-    each, labelled as `CarForecast`'s fields."""
+    each, labelled as `CarForecast`'s fields.
+
+    `for_rows=False` is for counting and filtering: the due dates are then recomputed where
+    they are used instead of stored in a temporary table first, which is twice as fast when
+    only a count comes out and four times slower when every column is read.
+    """
     reading = aliased(OdometerReading)
     visit = aliased(Visit)
     cutoff = today - timedelta(days=policy.window_days)
@@ -186,22 +195,20 @@ def forecast_query(
     base_km = case((f.serviced_on.is_not(None), f.serviced_km), else_=f.first_km)
     km_known = (rate_km > 0) & base_km.is_not(None) & f.last_km.is_not(None)
     ahead = ceil_div((base_km + f.interval_km - f.last_km) * rate_days, rate_km)
-    dues = (
-        select(
-            *f,
-            measured.label("measured"),
-            rate_km.label("rate_km"),
-            rate_days.label("rate_days"),
-            base_date.label("base_date"),
-            base_km.label("base_km"),
-            last_day.label("last_day"),
-            case((km_known, last_day + ahead)).label("km_day"),
-            day_number(add_months(base_date, f.interval_months)).label("time_day"),
-        )
-        .where(base_date.is_not(None))
-        .cte("car_dues")
-        .prefix_with("MATERIALIZED")
-    )
+    dues_query = select(
+        *f,
+        measured.label("measured"),
+        rate_km.label("rate_km"),
+        rate_days.label("rate_days"),
+        base_date.label("base_date"),
+        base_km.label("base_km"),
+        last_day.label("last_day"),
+        case((km_known, last_day + ahead)).label("km_day"),
+        day_number(add_months(base_date, f.interval_months)).label("time_day"),
+    ).where(base_date.is_not(None))
+    dues = dues_query.cte("car_dues")
+    if for_rows:
+        dues = dues.prefix_with("MATERIALIZED")
 
     d = dues.c
     today_day = day_number(literal(today))
@@ -232,6 +239,11 @@ def forecast_query(
         case((by_time, BY_TIME), else_=BY_KM).label("due_by"),
         days_left.label("days_left"),
         bucket_of(days_left).label("bucket"),
+        # For filters: "planned by day N" is "due by time or by km by day N", which reads
+        # each due date once (planned_day repeats them).
+        d.km_day,
+        d.time_day,
+        today_day.label("today_day"),
     )
 
 
@@ -267,8 +279,11 @@ async def forecast(
     return [_forecast(dict(row._mapping)) for row in result]
 
 
+_FILTER_COLUMNS = {"km_day", "time_day", "today_day"}
+
+
 def _forecast(row: Mapping[str, Any]) -> CarForecast:
-    values = dict(row)
+    values = {key: value for key, value in row.items() if key not in _FILTER_COLUMNS}
     values["measured"] = bool(values["measured"])
     values["km_per_day"] = round(float(values["km_per_day"]), 1)
     return CarForecast(**values)

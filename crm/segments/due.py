@@ -22,11 +22,18 @@ from storage.models import Client
 
 def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
     cars = forecast_query(context.maintenance, context.today).subquery("forecast")
-    where = []
-    if values["within"] is not None:  # overdue cars are due within any number of days
-        where.append(cars.c.days_left <= values["within"])
-    if values["bucket"]:
-        where.append(cars.c.bucket.in_(values["bucket"]))
+    counted = forecast_query(context.maintenance, context.today, for_rows=False).subquery()
+
+    def chosen(forecast: Any) -> list[Any]:
+        where = []
+        if values["within"] is not None:  # overdue cars are due within any number of days
+            last_day = forecast.c.today_day + values["within"]
+            where.append((forecast.c.time_day <= last_day) | (forecast.c.km_day <= last_day))
+        if values["bucket"]:
+            where.append(forecast.c.bucket.in_(values["bucket"]))
+        return where
+
+    where = chosen(cars)
     rows = (
         select(
             *client_columns(),
@@ -59,7 +66,7 @@ def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> Se
         .order_by(order)
     )
     return SegmentSQL(
-        members=select(cars.c.client_id).where(*where).distinct(),
+        members=select(counted.c.client_id).where(*chosen(counted)).distinct(),
         rows=rows,
         columns=(
             Column("car_id", "Car", "int"),
