@@ -2,7 +2,8 @@
 
 SQLite keeps dates as ISO text and has `julianday()`/`date(..., modifier)`; PostgreSQL has a
 date type with `-` and `+ interval`. Each construct here compiles to the right spelling and
-gives the same answer on both, so a segment's query is written once.
+gives the same answer on both, so a segment's query is written once. A spelling is a format
+string over the construct's arguments: `{0}`, `{1}`.
 """
 
 from __future__ import annotations
@@ -14,198 +15,85 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeEngine
 
 SQLITE_SQRT = "autoloyal_sqrt"  # registered on every SQLite connection by storage.engine
 
 
-class days_between(FunctionElement[int]):
-    """`later - earlier` in whole days (negative when `later` comes first)."""
+def _function(
+    name: str, result: TypeEngine[Any], doc: str, *, sqlite: str, postgresql: str
+) -> type[FunctionElement[Any]]:
+    """A SQL function `name(...)` of type `result`, spelled per dialect."""
+    element = type(name, (FunctionElement,), {
+        "type": result, "inherit_cache": True, "name": name, "__doc__": doc,
+    })  # fmt: skip
 
-    type = Integer()
-    inherit_cache = True
-    name = "days_between"
+    def spell(template: str) -> Any:
+        def compile_(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
+            args = [compiler.process(clause, **kw) for clause in element.clauses]
+            return template.format(*args)
 
+        return compile_
 
-class add_days(FunctionElement[Any]):
-    """A date plus a whole number of days (which may be negative)."""
-
-    type = Date()
-    inherit_cache = True
-    name = "add_days"
-
-
-class add_months(FunctionElement[Any]):
-    """A date plus whole months, clamped to the end of a shorter month (31 Jan + 1 = 28 Feb)."""
-
-    type = Date()
-    inherit_cache = True
-    name = "add_months"
+    compiles(element, "sqlite")(spell(sqlite))
+    compiles(element)(spell(postgresql))
+    return element
 
 
-class day_number(FunctionElement[int]):
-    """A date as a whole day number: days apart subtract, `+ n` adds days. The epoch differs
-    between databases, so compare numbers only with numbers made the same way."""
+days_between = _function(
+    "days_between", Integer(), "`later - earlier` in whole days (negative when later is first).",
+    sqlite="CAST(julianday({0}) - julianday({1}) AS INTEGER)",
+    postgresql="(CAST({0} AS DATE) - CAST({1} AS DATE))",
+)  # fmt: skip
 
-    type = Integer()
-    inherit_cache = True
-    name = "day_number"
+day_number = _function(
+    "day_number", Integer(),
+    "A date as a whole day number: days apart subtract, `+ n` adds days. The epoch differs "
+    "between databases, so compare numbers only with numbers made the same way.",
+    sqlite="CAST(julianday({0}) AS INTEGER)",  # the Julian day that began at the noon before
+    postgresql="(CAST({0} AS DATE) - DATE '1970-01-01')",
+)  # fmt: skip
 
+from_day_number = _function(
+    "from_day_number", Date(), "The date of a `day_number` (NULL stays NULL).",
+    sqlite="date(({0}) + 0.5)",
+    postgresql="(DATE '1970-01-01' + CAST({0} AS INTEGER))",
+)  # fmt: skip
 
-class from_day_number(FunctionElement[Any]):
-    """The date of a `day_number` (NULL stays NULL)."""
+# SQLite's '+N months' rolls 31 January over into March: go to the target month's first day,
+# add the day of the month, and take the month's last day when that runs past it.
+add_months = _function(
+    "add_months", Date(),
+    "A date plus whole months, clamped to the end of a shorter month (31 Jan + 1 = 28 Feb).",
+    sqlite="min(date({0}, 'start of month', CAST({1} AS TEXT) || ' months', "
+    "CAST(CAST(strftime('%d', {0}) AS INTEGER) - 1 AS TEXT) || ' days'), "
+    "date({0}, 'start of month', CAST(({1}) + 1 AS TEXT) || ' months', '-1 days'))",
+    postgresql="CAST(CAST({0} AS DATE) + make_interval(months => CAST({1} AS INTEGER)) AS DATE)",
+)  # fmt: skip
 
-    type = Date()
-    inherit_cache = True
-    name = "from_day_number"
+month_day = _function(
+    "month_day", String(), "A date's month and day as 'MM-DD': birthdays compare across years.",
+    sqlite="strftime('%m-%d', {0})",
+    postgresql="to_char({0}, 'MM-DD')",
+)  # fmt: skip
 
+year_of = _function(
+    "year_of", Integer(), "The year of a date.",
+    sqlite="CAST(strftime('%Y', {0}) AS INTEGER)",
+    postgresql="CAST(EXTRACT(YEAR FROM {0}) AS INTEGER)",
+)  # fmt: skip
 
-class month_day(FunctionElement[str]):
-    """A date's month and day as 'MM-DD' text: birthdays compare across years."""
+month_of = _function(
+    "month_of", Integer(), "The month of a date, 1 to 12.",
+    sqlite="CAST(strftime('%m', {0}) AS INTEGER)",
+    postgresql="CAST(EXTRACT(MONTH FROM {0}) AS INTEGER)",
+)  # fmt: skip
 
-    type = String()
-    inherit_cache = True
-    name = "month_day"
-
-
-class year_of(FunctionElement[int]):
-    type = Integer()
-    inherit_cache = True
-    name = "year_of"
-
-
-class month_of(FunctionElement[int]):
-    type = Integer()
-    inherit_cache = True
-    name = "month_of"
-
-
-class square_root(FunctionElement[float]):
-    """The square root of a non-negative number (NULL for a negative one on SQLite)."""
-
-    type = Float()
-    inherit_cache = True
-    name = "square_root"
-
-
-def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
-    return [compiler.process(clause, **kw) for clause in element.clauses]
-
-
-@compiles(days_between, "sqlite")
-def _days_between_sqlite(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _args(element, compiler, **kw)
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
-
-
-@compiles(days_between)
-def _days_between(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _args(element, compiler, **kw)
-    return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
-
-
-@compiles(add_days, "sqlite")
-def _add_days_sqlite(element: add_days, compiler: SQLCompiler, **kw: Any) -> str:
-    day, days = _args(element, compiler, **kw)
-    return f"date({day}, CAST({days} AS TEXT) || ' days')"
-
-
-@compiles(add_days)
-def _add_days(element: add_days, compiler: SQLCompiler, **kw: Any) -> str:
-    day, days = _args(element, compiler, **kw)
-    return f"(CAST({day} AS DATE) + CAST({days} AS INTEGER))"
-
-
-@compiles(add_months, "sqlite")
-def _add_months_sqlite(element: add_months, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite's '+N months' rolls 31 Jan over into March; take the day into the target
-    # month instead, and the month's last day when it is shorter.
-    day, months = _args(element, compiler, **kw)
-    into = (
-        f"date({day}, 'start of month', CAST({months} AS TEXT) || ' months', "
-        f"CAST(CAST(strftime('%d', {day}) AS INTEGER) - 1 AS TEXT) || ' days')"
-    )
-    month_end = (
-        f"date({day}, 'start of month', CAST(({months}) + 1 AS TEXT) || ' months', '-1 days')"
-    )
-    return f"min({into}, {month_end})"
-
-
-@compiles(add_months)
-def _add_months(element: add_months, compiler: SQLCompiler, **kw: Any) -> str:
-    day, months = _args(element, compiler, **kw)
-    return f"CAST(CAST({day} AS DATE) + make_interval(months => CAST({months} AS INTEGER)) AS DATE)"
-
-
-@compiles(day_number, "sqlite")
-def _day_number_sqlite(element: day_number, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"CAST(julianday({day}) AS INTEGER)"  # the Julian day starting at the noon before
-
-
-@compiles(day_number)
-def _day_number(element: day_number, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"(CAST({day} AS DATE) - DATE '1970-01-01')"
-
-
-@compiles(from_day_number, "sqlite")
-def _from_day_number_sqlite(element: from_day_number, compiler: SQLCompiler, **kw: Any) -> str:
-    (number,) = _args(element, compiler, **kw)
-    return f"date(({number}) + 0.5)"
-
-
-@compiles(from_day_number)
-def _from_day_number(element: from_day_number, compiler: SQLCompiler, **kw: Any) -> str:
-    (number,) = _args(element, compiler, **kw)
-    return f"(DATE '1970-01-01' + CAST({number} AS INTEGER))"
-
-
-@compiles(month_day, "sqlite")
-def _month_day_sqlite(element: month_day, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"strftime('%m-%d', {day})"
-
-
-@compiles(month_day)
-def _month_day(element: month_day, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"to_char({day}, 'MM-DD')"
-
-
-@compiles(year_of, "sqlite")
-def _year_of_sqlite(element: year_of, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"CAST(strftime('%Y', {day}) AS INTEGER)"
-
-
-@compiles(year_of)
-def _year_of(element: year_of, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"CAST(EXTRACT(YEAR FROM {day}) AS INTEGER)"
-
-
-@compiles(month_of, "sqlite")
-def _month_of_sqlite(element: month_of, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"CAST(strftime('%m', {day}) AS INTEGER)"
-
-
-@compiles(month_of)
-def _month_of(element: month_of, compiler: SQLCompiler, **kw: Any) -> str:
-    (day,) = _args(element, compiler, **kw)
-    return f"CAST(EXTRACT(MONTH FROM {day}) AS INTEGER)"
-
-
-@compiles(square_root, "sqlite")
-def _square_root_sqlite(element: square_root, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"{SQLITE_SQRT}({value})"
-
-
-@compiles(square_root)
-def _square_root(element: square_root, compiler: SQLCompiler, **kw: Any) -> str:
-    (value,) = _args(element, compiler, **kw)
-    return f"sqrt(CAST({value} AS DOUBLE PRECISION))"
+square_root = _function(
+    "square_root", Float(), "The square root of a non-negative number (NULL for a negative one).",
+    sqlite=SQLITE_SQRT + "({0})",  # SQLite builds differ in whether they have sqrt()
+    postgresql="sqrt(CAST({0} AS DOUBLE PRECISION))",
+)  # fmt: skip
 
 
 def ceil_div(numerator: ColumnElement[int], denominator: ColumnElement[int]) -> ColumnElement[int]:
