@@ -156,7 +156,9 @@ def forecast_query(
     ).where(Car.client_id.is_not(None))
     if cars is not None:
         ids_query = ids_query.where(cars)
-    ids = ids_query.subquery("car_ids")
+    # PostgreSQL would run each subquery twice (once per join) unless materialized; SQLite
+    # flattens it into one pass, which is faster there.
+    ids = ids_query.cte("car_ids").prefix_with("MATERIALIZED", dialect="postgresql")
     last, first, window = (aliased(OdometerReading) for _ in range(3))
     serviced = aliased(Visit)
     facts_query = (
