@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,12 +167,12 @@ def _print_catalogue(saved: list[SavedSegmentInfo]) -> None:
     table = Table("Segment", "What", "Parameters", box=None, show_edge=False)
     for spec in SEGMENTS.values():
         params = "\n".join(f"{param.name}: {param.help}" for param in spec.params) or "-"
-        table.add_row(spec.name, spec.help, params)
+        table.add_row(spec.name, escape(spec.help), escape(params))
     out.print(table)
     if saved:
         table = Table("Saved segment", "Definition", "Description", box=None, show_edge=False)
         for info in saved:
-            table.add_row(info.name, info.text, info.description)
+            table.add_row(escape(info.name), escape(info.text), escape(info.description))
         out.print()
         out.print(table)
     out.print(
@@ -226,7 +227,7 @@ def _cell(value: Any, column: Column) -> str:
         return "yes" if value else "no"
     if column.kind == "int" and column.key not in ("client_id", "car_id"):
         return thousands(value)
-    return str(value)
+    return escape(str(value))  # a name or a note may hold [brackets]
 
 
 def _csv(value: Any) -> Any:

@@ -623,6 +623,8 @@ async def test_the_maintenance_due_segment(db: Database) -> None:
             session, "maintenance_due", {"within": "7", "bucket": "2-7 days"}, context
         )
         both_rows = await fetch_rows(session, both)
+        short = await resolve(session, "maintenance_due", {"within": "7", "bucket": "2-7"}, context)
+        assert await fetch_rows(session, short) == both_rows  # "2-7" needs no shell quotes
         everyone = await resolve(session, "maintenance_due", {}, context)
         everyone_count = await count(session, everyone)
 

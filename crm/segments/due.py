@@ -16,8 +16,19 @@ from crm.segments.base import (
     choice,
     client_columns,
     whole,
+    words,
 )
 from storage.models import Client
+
+_SHORT = {bucket.removesuffix(" days"): bucket for bucket in BUCKETS}
+
+
+def _buckets(value: str) -> tuple[str, ...]:
+    """Bucket names, with "2-7" for "2-7 days" so that no quoting is needed in a shell."""
+    names = [
+        _SHORT.get(" ".join(item.split()).removesuffix(" days"), item) for item in words(value)
+    ]
+    return tuple(choice(*BUCKETS, many=True)(",".join(names)))
 
 
 def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
@@ -97,8 +108,8 @@ MAINTENANCE_DUE = SegmentSpec(
     (
         Param("within", "planned within this many days from today (overdue included)",
               whole(0, 3650), None, "7"),
-        Param("bucket", "keep these: " + ", ".join(BUCKETS), choice(*BUCKETS, many=True), (),
-              "overdue"),
+        Param("bucket", "keep these: " + ", ".join(BUCKETS) + " (or 2-7, 8-31, 32+)",
+              _buckets, (), "overdue,today"),
     ),
     build_maintenance_due,
     per="car",
