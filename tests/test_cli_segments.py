@@ -27,6 +27,7 @@ def test_without_a_name_every_segment_is_listed_with_its_parameters(dealer: Path
                  "maintenance_due", "birthdays", "filter"):  # fmt: skip
         assert f"\n {name} " in result.stdout or f"\n{name} " in result.stdout, name
     assert "within: planned within this many days" in result.stdout
+    assert "by the rules in [segments]" in result.stdout  # not swallowed as rich markup
 
 
 def test_count_csv_and_json_agree(dealer: Path) -> None:
