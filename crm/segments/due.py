@@ -63,7 +63,7 @@ def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> Se
         )
         .join(Client, Client.id == cars.c.client_id)
         .where(*where)
-        .order_by(cars.c.planned, cars.c.car_id)
+        .order_by(cars.c.days_left, cars.c.car_id)  # = by planned date; an integer sorts faster
     )
     order = func.min(cars.c.days_left)
     summary = (
