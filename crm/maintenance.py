@@ -202,6 +202,7 @@ def forecast_query(
         rate_km.label("rate_km"),
         rate_days.label("rate_days"),
         base_date.label("base_date"),
+        day_number(base_date).label("base_day"),
         base_km.label("base_km"),
         last_day.label("last_day"),
         case((km_known, last_day + ahead)).label("km_day"),
@@ -244,6 +245,7 @@ def forecast_query(
         # each due date once (planned_day repeats them).
         d.km_day,
         d.time_day,
+        d.base_day,
         today_day.label("today_day"),
     )
 
@@ -280,7 +282,7 @@ async def forecast(
     return [_forecast(dict(row._mapping)) for row in result]
 
 
-_FILTER_COLUMNS = {"km_day", "time_day", "today_day"}
+_FILTER_COLUMNS = {"km_day", "time_day", "base_day", "today_day"}
 
 
 def _forecast(row: Mapping[str, Any]) -> CarForecast:

@@ -39,7 +39,11 @@ def build_maintenance_due(values: dict[str, Any], context: SegmentContext) -> Se
         where = []
         if values["within"] is not None:  # overdue cars are due within any number of days
             last_day = forecast.c.today_day + values["within"]
-            where.append((forecast.c.time_day <= last_day) | (forecast.c.km_day <= last_day))
+            # A month has at least 28 days: a base later than that bound cannot be due by
+            # time, so the calendar arithmetic runs only for the cars that may be.
+            may_be_due = forecast.c.base_day <= last_day - 28 * forecast.c.interval_months
+            by_time = may_be_due & (forecast.c.time_day <= last_day)
+            where.append((forecast.c.km_day <= last_day) | by_time)
         if values["bucket"]:
             where.append(forecast.c.bucket.in_(values["bucket"]))
         return where
