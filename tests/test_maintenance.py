@@ -657,3 +657,19 @@ async def test_the_maintenance_due_segment_refuses_bad_parameters(db: Database) 
         for params in bad:
             with pytest.raises(SegmentError):
                 await resolve(session, "maintenance_due", params, SegmentContext(today=DAY))
+
+
+async def test_within_counts_a_short_interval_due_by_time_at_the_edge(db: Database) -> None:
+    # Monthly service, no odometer: due by time only.
+    inside, outside = await add_client(db), await add_client(db)
+    # 2026-10-31 + 1 month = 2026-11-30 (clamped): 6 days ahead, within 7.
+    await add_car(db, inside, interval_months=1, services=[(date(2026, 10, 31), None)])
+    # 2026-11-02 + 1 month = 2026-12-02: 8 days ahead, not within 7.
+    await add_car(db, outside, interval_months=1, services=[(date(2026, 11, 2), None)])
+    context = SegmentContext(today=DAY, maintenance=POLICY)
+    async with db.sessions() as session:
+        week = await resolve(session, "maintenance_due", {"within": "7"}, context)
+        eight = await resolve(session, "maintenance_due", {"within": "8"}, context)
+        assert [row["client_id"] for row in await fetch_rows(session, week)] == [inside]
+        assert await count(session, week) == 1
+        assert await count(session, eight) == 2
