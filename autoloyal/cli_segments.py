@@ -35,7 +35,7 @@ from crm.segments import (
     save_segment,
     stream_rows,
 )
-from crm.segments.base import SegmentContext, a_date
+from crm.segments.base import Param, SegmentContext, a_date
 from storage import read_only
 
 TABLE_ROWS = 20  # rows a terminal shows unless --limit says otherwise
@@ -163,10 +163,15 @@ def _day(text: str | None) -> date | None:
         raise SegmentError(f"--date {text!r}: {error}") from None
 
 
+def _describe(param: Param) -> str:
+    example = f" (e.g. {param.name}={param.example})" if param.example else ""
+    return f"{param.name}: {param.help}{example}"
+
+
 def _print_catalogue(saved: list[SavedSegmentInfo]) -> None:
     table = Table("Segment", "What", "Parameters", box=None, show_edge=False)
     for spec in SEGMENTS.values():
-        params = "\n".join(f"{param.name}: {param.help}" for param in spec.params) or "-"
+        params = "\n".join(_describe(param) for param in spec.params) or "-"
         table.add_row(spec.name, escape(spec.help), escape(params))
     out.print(table)
     if saved:

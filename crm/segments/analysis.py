@@ -209,7 +209,7 @@ _ABC_PARAMS = (
     Param("a", "share of the total for group A, % (default 75)", a_decimal),
     Param("b", "share for group B, % (default 20)", a_decimal),
     Param("c", "share for group C, % (default: the rest)", a_decimal),
-    Param("group", "keep these groups, e.g. A or A,B", choice(*GROUPS_ABC, many=True), (), "A"),
+    Param("group", "keep these groups", choice(*GROUPS_ABC, many=True), (), "A,B"),
 )
 
 ABC = SegmentSpec(
@@ -400,7 +400,7 @@ XYZ = SegmentSpec(
     "stability: coefficient of variation of revenue per period",
     (
         *_WINDOW_PARAMS,
-        Param("group", "keep these groups, e.g. X", choice(*GROUPS_XYZ, many=True), (), "X"),
+        Param("group", "keep these groups", choice(*GROUPS_XYZ, many=True), (), "X"),
     ),
     build_xyz,
 )

@@ -255,7 +255,6 @@ class SegmentSpec:
     help: str
     params: tuple[Param, ...]
     build: Callable[[dict[str, Any], SegmentContext], SegmentSQL]
-    per: str = "client"  # what a row is: "client", or "car" for maintenance_due
 
     def sql(self, given: Mapping[str, str], context: SegmentContext) -> SegmentSQL:
         return self.build(check_params(self.name, self.params, given), context)

@@ -116,5 +116,4 @@ MAINTENANCE_DUE = SegmentSpec(
               _buckets, (), "overdue,today"),
     ),
     build_maintenance_due,
-    per="car",
 )  # fmt: skip
