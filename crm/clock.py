@@ -19,3 +19,11 @@ def system_clock() -> datetime:
 def local_today(clock: Clock, tz: ZoneInfo) -> date:
     """Today's date where the company is (a visit at 01:00 Moscow time is already tomorrow)."""
     return clock().astimezone(tz).date()
+
+
+def years_before(day: date, years: int) -> date:
+    """The same day `years` earlier; 29 February becomes 28 February in other years."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return date(day.year - years, 2, 28)

@@ -17,6 +17,7 @@ from datetime import date
 from decimal import Decimal
 from operator import attrgetter
 
+from crm.clock import years_before
 from crm.demo.names import (
     FEMALE_POOL,
     FEMININE_SURNAMES,
@@ -282,17 +283,10 @@ def generate_households(
         raise ValueError("clients and start must not be negative")
     keys = _Keys(seed)
     today_ord = today.toordinal()
-    birth_bounds = (_years_before(today, 79).toordinal() + 1, _years_before(today, 19).toordinal())
+    birth_bounds = (years_before(today, 79).toordinal() + 1, years_before(today, 19).toordinal())
     seasons = _tyre_seasons(today)
     for index in range(start, start + clients):
         yield _household(seed, index, today, today_ord, birth_bounds, seasons, keys)
-
-
-def _years_before(day: date, years: int) -> date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years, day=28)
 
 
 def _tyre_seasons(today: date) -> tuple[tuple[int, int], ...]:

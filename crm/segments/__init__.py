@@ -189,14 +189,6 @@ async def fetch_summary(session: AsyncSession, sql: SegmentSQL) -> list[dict[str
     return _presenter(sql.summary_columns, client=False)(result.all())
 
 
-def present(row: Mapping[str, Any], columns: tuple[Column, ...]) -> dict[str, Any]:
-    """Values as people read them: kopecks as roubles, shares and rates rounded."""
-    return {
-        column.key: None if row[column.key] is None else _CONVERT[column.kind](row[column.key])
-        for column in columns
-    }
-
-
 def _roubles(kopecks: Any) -> Decimal:
     return (Decimal(kopecks) / 100).quantize(_CENT)
 

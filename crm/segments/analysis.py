@@ -41,6 +41,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from crm.clock import years_before
 from crm.segments.base import (
     Column,
     Param,
@@ -143,10 +144,7 @@ def _abc_window(values: dict[str, Any], context: SegmentContext) -> AbcWindow:
 
 def _year_before(end: date) -> date:
     """The first day of the year that ends on `end` (a leap day ends a year from 1 March)."""
-    try:
-        return end.replace(year=end.year - 1) + timedelta(days=1)
-    except ValueError:
-        return date(end.year - 1, 3, 1)
+    return years_before(end, 1) + timedelta(days=1)
 
 
 def build_abc(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:

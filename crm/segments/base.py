@@ -13,13 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select
 
-from crm.importing.values import CellError, parse_date
+from crm.importing.values import parse_bool, parse_date, parse_int, parse_money
 from crm.maintenance import MaintenancePolicy
 from storage.models import Client
+
+T = TypeVar("T")
 
 
 class SegmentError(ValueError):
@@ -62,13 +64,6 @@ class Param:
     example: str = ""
 
 
-def text(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("empty")
-    return value
-
-
 def words(value: str) -> tuple[str, ...]:
     """A comma-separated list: "Kia, Hyundai" -> ("Kia", "Hyundai")."""
     items = tuple(item.strip() for item in value.split(",") if item.strip())
@@ -77,27 +72,29 @@ def words(value: str) -> tuple[str, ...]:
     return items
 
 
+# The import's cell parsers read parameters too (they raise ValueError); a parameter given
+# as k= with nothing after it is an error rather than "not said".
+
+
+def _given(value: T | None, what: str) -> T:
+    if value is None:
+        raise ValueError(f"empty: give {what}")
+    return value
+
+
 def a_date(value: str) -> date:
-    try:
-        parsed = parse_date(value)
-    except CellError as error:
-        raise ValueError(str(error)) from None
-    if parsed is None:
-        raise ValueError("empty: give a date as YYYY-MM-DD or DD.MM.YYYY")
-    return parsed
+    return _given(parse_date(value), "a date as YYYY-MM-DD or DD.MM.YYYY")
 
 
 def whole(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        try:
-            number = int(value.strip().replace(" ", ""))
-        except ValueError:
-            raise ValueError(f"{value!r} is not a whole number") from None
-        if not low <= number <= high:
-            raise ValueError(f"{number} is out of range {low}..{high}")
-        return number
+        return _given(parse_int(value, low=low, high=high), f"a whole number {low}..{high}")
 
     return parse
+
+
+def roubles(value: str) -> Decimal:
+    return _given(parse_money(value), "a sum in roubles")
 
 
 def a_decimal(value: str) -> Decimal:
@@ -156,12 +153,7 @@ def span(of: Callable[[str], Any]) -> Callable[[str], Range]:
 
 
 def yes_no(value: str) -> bool:
-    folded = value.strip().casefold()
-    if folded in {"yes", "y", "true", "1", "да", "д"}:
-        return True
-    if folded in {"no", "n", "false", "0", "нет", "н"}:
-        return False
-    raise ValueError(f"{value.strip()!r} is not yes or no")
+    return _given(parse_bool(value), "yes or no")
 
 
 def check_params(segment: str, specs: Sequence[Param], given: Mapping[str, str]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from calendar import isleap
 from datetime import date, timedelta
 from typing import Any
 
@@ -9,7 +10,9 @@ from sqlalchemy import ColumnElement, case, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
 
 from crm.cars import same_name
+from crm.clock import years_before
 from crm.consent import ADVERTISING, ALL_CHANNELS
+from crm.names import parse_gender
 from crm.segments.analysis import cents
 from crm.segments.base import (
     Column,
@@ -19,9 +22,9 @@ from crm.segments.base import (
     SegmentSpec,
     SegmentSQL,
     a_date,
-    a_decimal,
     choice,
     client_columns,
+    roubles,
     span,
     whole,
     words,
@@ -31,9 +34,6 @@ from storage.models import Car, Client, ClientConsent, ClientTag, Visit
 from storage.sqlfunc import days_between, month_day, year_of
 
 CHANNEL_NAMES = ("telegram", "sms", "email")
-GENDERS = ("male", "female")
-_GENDER_WORDS = {"m": "male", "м": "male", "муж": "male", "f": "female", "ж": "female",
-                 "жен": "female"}  # fmt: skip
 
 
 def contact_columns() -> list[ColumnElement[Any]]:
@@ -75,7 +75,7 @@ def build_birthdays(values: dict[str, Any], context: SegmentContext) -> SegmentS
     falls_on: dict[str, date] = {}
     for day in days:
         falls_on.setdefault(f"{day.month:02d}-{day.day:02d}", day)
-        if day.month == 2 and day.day == 28 and not _leap(day.year):
+        if day.month == 2 and day.day == 28 and not isleap(day.year):
             falls_on.setdefault("02-29", day)
     birthday = month_day(Client.birthday)
     on = case(falls_on, value=birthday)
@@ -100,10 +100,6 @@ def build_birthdays(values: dict[str, Any], context: SegmentContext) -> SegmentS
     )
 
 
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
 BIRTHDAYS = SegmentSpec(
     "birthdays",
     "birthdays today, or within the next `within` days (29 Feb counts on 28 Feb)",
@@ -116,18 +112,10 @@ BIRTHDAYS = SegmentSpec(
 
 
 def _gender(value: str) -> str:
-    folded = value.strip().casefold()
-    folded = _GENDER_WORDS.get(folded, folded)
-    if folded not in GENDERS:
-        raise ValueError(f"{value.strip()!r} is not male or female (m/f, м/ж)")
-    return folded
-
-
-def _years_ago(today: date, years: int) -> date:
-    try:
-        return today.replace(year=today.year - years)
-    except ValueError:  # 29 February: a year later it is 28 February
-        return date(today.year - years, 2, 28)
+    gender = parse_gender(value)  # М/Ж, муж/жен, male/female, m/f
+    if gender is None:
+        raise ValueError("empty: give male or female")
+    return gender
 
 
 def advertising_allowed(channel: str) -> ColumnElement[bool]:
@@ -159,9 +147,9 @@ def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
     age: Range | None = values["age"]
     if age is not None:
         if age.low is not None:
-            where.append(Client.birthday <= _years_ago(today, age.low))
+            where.append(Client.birthday <= years_before(today, age.low))
         if age.high is not None:
-            where.append(Client.birthday > _years_ago(today, age.high + 1))
+            where.append(Client.birthday > years_before(today, age.high + 1))
     car: list[ColumnElement[bool]] = []
     if values["make"]:
         car.append(same_name(Car.make, values["make"]))
@@ -240,7 +228,7 @@ FILTER = SegmentSpec(
         Param("model", "has a car of these models (with make: the same car)", words, (), "Rio"),
         Param("year", "has a car built in these years", span(whole(1900, 2100)), None,
               "2015-2020"),
-        Param("spend", "total spent, roubles, a range", span(a_decimal), None, "100000-"),
+        Param("spend", "total spent, roubles, a range", span(roubles), None, "100000-"),
         Param("last_visit_before", "last visit before this day", a_date),
         Param("last_visit_after", "last visit after this day", a_date),
         Param("tag", "has any of these tags", words, (), "fleet"),
