@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,18 @@ from gateway.channels.filesink import FileSink
 from gateway.consent import SERVICE
 from gateway.outbox import PlanError, Recipient, enqueue
 from gateway.render import TemplateProblem
-from storage.models import Branch, Client, Visit
+from storage.models import Client
 from storage.outbox import Campaign, Message
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
-from tests.support.messaging import COMPANY, add_client, make_dispatcher, message, queue_message
+from tests.support.messaging import (
+    COMPANY,
+    add_client,
+    add_visit,
+    make_dispatcher,
+    message,
+    queue_message,
+)
 
 
 async def plan_for(
@@ -276,13 +282,8 @@ async def test_a_campaign_to_an_expression_of_segments_reaches_just_its_clients(
     recent = await add_client(db, telegram_id=1)
     lost = await add_client(db, telegram_id=2)
     await add_client(db, telegram_id=3)  # no visits: neither
-    async with db.sessions() as session, session.begin():
-        branch = await session.scalar(select(Branch.id))
-        assert branch is not None
-        for client_id, day in ((recent, date(2026, 9, 1)), (lost, date(2024, 9, 1))):
-            session.add(Visit(client_id=client_id, branch_id=branch, visited_on=day,
-                              amount=Decimal(1000), kind="repair", created_at=clock(),
-                              updated_at=clock()))  # fmt: skip
+    await add_visit(db, recent, date(2026, 9, 1), 1000)
+    await add_visit(db, lost, date(2024, 9, 1), 1000)
     plan = await plan_for(db, clock, segment="lifecycle(stage=one_time) or lost(days=365)")
     async with db.sessions() as session:
         assert (await count_recipients(session, plan))["clients"] == 2

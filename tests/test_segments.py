@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from crm.segments import (
     SegmentContext,
@@ -21,40 +20,12 @@ from crm.segments import (
     resolve,
     save_segment,
 )
-from storage.models import Branch, Car, Client, ClientConsent, ClientTag, Visit
+from storage.models import Car, Client, ClientConsent, ClientTag
 from tests.support.databases import Database
-from tests.support.messaging import add_client
+from tests.support.messaging import add_client, add_visit
 
 TODAY = date(2026, 11, 24)
 STAMP = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-async def visit(
-    db: Database,
-    client_id: int,
-    day: date,
-    amount: str | int,
-    *,
-    kind: str = "repair",
-    margin: str | None = None,
-    car_id: int | None = None,
-) -> None:
-    async with db.sessions() as session, session.begin():
-        branch = await session.scalar(select(Branch.id))
-        assert branch is not None
-        session.add(
-            Visit(
-                client_id=client_id,
-                car_id=car_id,
-                branch_id=branch,
-                visited_on=day,
-                amount=Decimal(amount),
-                margin=None if margin is None else Decimal(margin),
-                kind=kind,
-                created_at=STAMP,
-                updated_at=STAMP,
-            )
-        )
 
 
 async def car(db: Database, client_id: int, make: str, model: str, year: int, **extra: Any) -> int:
@@ -92,8 +63,8 @@ async def test_abc_puts_a_client_exactly_at_75_percent_in_a(db: Database) -> Non
     # A+B), 100 (C).
     ids = [await add_client(db) for _ in range(4)]
     for client_id, amount in zip(ids, ("500", "249.99", "200", "50"), strict=True):
-        await visit(db, client_id, date(2026, 6, 1), amount)
-    await visit(db, ids[1], date(2026, 7, 1), "0.01")  # 250.00 in all: sums are exact
+        await add_visit(db, client_id, date(2026, 6, 1), amount)
+    await add_visit(db, ids[1], date(2026, 7, 1), "0.01")  # 250.00 in all: sums are exact
     rows = await members(db, "abc")
     assert [(row["client_id"], row["group"]) for row in rows] == [
         (ids[0], "A"), (ids[1], "A"), (ids[2], "B"), (ids[3], "C"),
@@ -111,10 +82,10 @@ async def test_abc_puts_a_client_exactly_at_75_percent_in_a(db: Database) -> Non
 
 async def test_abc_measures_over_the_period_by_margin_or_visits(db: Database) -> None:
     first, second = await add_client(db), await add_client(db)
-    await visit(db, first, date(2026, 3, 1), "1000", margin="100")
-    await visit(db, second, date(2026, 3, 2), "500", margin="400")
-    await visit(db, second, date(2026, 4, 2), "500")  # no margin known: counts as 0
-    await visit(db, first, date(2025, 11, 24), "99999")  # a day before the default year
+    await add_visit(db, first, date(2026, 3, 1), "1000", margin="100")
+    await add_visit(db, second, date(2026, 3, 2), "500", margin="400")
+    await add_visit(db, second, date(2026, 4, 2), "500")  # no margin known: counts as 0
+    await add_visit(db, first, date(2025, 11, 24), "99999")  # a day before the default year
     by_margin = await members(db, "abc", {"measure": "margin", "a": "80", "b": "15"})
     assert [(r["client_id"], r["group"], r["measure"]) for r in by_margin] == [
         (second, "A", Decimal("400.00")), (first, "C", Decimal("100.00")),
@@ -152,11 +123,11 @@ async def test_xyz_groups_by_variation_of_quarterly_revenue(db: Database) -> Non
     quarters = [date(2024, 11, 1), date(2025, 2, 1), date(2025, 5, 1), date(2025, 8, 1),
                 date(2025, 11, 1), date(2026, 2, 1), date(2026, 5, 1), date(2026, 8, 1)]  # fmt: skip
     for day in quarters:
-        await visit(db, steady, day, "1000")
+        await add_visit(db, steady, day, "1000")
     for day in quarters[::2]:  # every other quarter, same sum: CV = 1.0 (Y)
-        await visit(db, seasonal, day, "3000")
-    await visit(db, once, quarters[3], "50000")  # one quarter of eight: CV = sqrt(7)
-    await visit(db, once, date(2026, 11, 1), "50000")  # this quarter is not whole: left out
+        await add_visit(db, seasonal, day, "3000")
+    await add_visit(db, once, quarters[3], "50000")  # one quarter of eight: CV = sqrt(7)
+    await add_visit(db, once, date(2026, 11, 1), "50000")  # this quarter is not whole: left out
     rows = {row["client_id"]: row for row in await members(db, "xyz")}
     assert {cid: (rows[cid]["group"], rows[cid]["cv"]) for cid in rows} == {
         steady: ("X", 0.0), seasonal: ("Y", 1.0), once: ("Z", 2.65),
@@ -174,13 +145,13 @@ async def test_bcg_names_cells_and_compares_with_the_window_before(db: Database)
     star, cow, dog = [await add_client(db) for _ in range(3)]
     window = [date(2026, 2, 1), date(2026, 5, 1), date(2026, 8, 1)]
     # Two quarters as the window: 2026-Q2 and 2026-Q3; the window before: Q4 2025, Q1 2026.
-    await visit(db, star, window[2], "10000")  # A, one quarter of two: CV 1.0 -> Z at x=y=0.5
+    await add_visit(db, star, window[2], "10000")  # A, one quarter of two: CV 1.0 -> Z at x=y=0.5
     for day in window[1:]:
-        await visit(db, cow, day, "4000")  # A (8000 of 19000 crosses 75 %? see below), X
-    await visit(db, dog, window[1], "1000")  # C, Z
+        await add_visit(db, cow, day, "4000")  # A (8000 of 19000 crosses 75 %? see below), X
+    await add_visit(db, dog, window[1], "1000")  # C, Z
     # Before, the star was alone: 100 % of the revenue is past A's 75 % and B's 95 %, so C;
     # one quarter of two is CV 1.0, so Z: a dog then.
-    await visit(db, star, date(2025, 12, 1), "10000")
+    await add_visit(db, star, date(2025, 12, 1), "10000")
     # Running shares: star 10000/19000 = 52.6 % (A), cow 18000/19000 = 94.7 % (B), dog C.
     params = {"periods": "2", "x": "0.5", "y": "0.5"}
     rows = {r["client_id"]: r for r in await members(db, "bcg", params)}
@@ -198,11 +169,11 @@ async def test_bcg_names_cells_and_compares_with_the_window_before(db: Database)
 
 async def test_lost_counts_from_the_day_after_the_limit(db: Database) -> None:
     kept, lost, many, never = [await add_client(db) for _ in range(4)]
-    await visit(db, kept, date(2025, 11, 24), "100")  # exactly 365 days ago: not lost yet
+    await add_visit(db, kept, date(2025, 11, 24), "100")  # exactly 365 days ago: not lost yet
     for day in (date(2024, 1, 10), date(2024, 6, 1), date(2025, 11, 23)):  # 366 days ago
-        await visit(db, lost, day, "1000")
+        await add_visit(db, lost, day, "1000")
     for month in range(1, 5):  # four visits, the last in April 2025
-        await visit(db, many, date(2025, month, 1), "250.50")
+        await add_visit(db, many, date(2025, month, 1), "250.50")
     rows = await members(db, "lost")
     assert [(r["client_id"], r["group"], r["visits"], r["last_visit"], r["days_since"])
             for r in rows] == [
@@ -224,12 +195,12 @@ async def test_lost_counts_from_the_day_after_the_limit(db: Database) -> None:
 
 async def test_lifecycle_stages(db: Database) -> None:
     potential, one_time, regular, lost = [await add_client(db) for _ in range(4)]
-    await visit(db, one_time, date(2026, 10, 1), "100")
-    await visit(db, regular, date(2026, 1, 1), "100")
-    await visit(db, regular, date(2026, 9, 1), "100")
-    await visit(db, lost, date(2025, 1, 1), "100")
-    await visit(db, lost, date(2025, 2, 1), "100")
-    await visit(db, potential, date(2026, 12, 1), "100")  # after the date: not yet a visit
+    await add_visit(db, one_time, date(2026, 10, 1), "100")
+    await add_visit(db, regular, date(2026, 1, 1), "100")
+    await add_visit(db, regular, date(2026, 9, 1), "100")
+    await add_visit(db, lost, date(2025, 1, 1), "100")
+    await add_visit(db, lost, date(2025, 2, 1), "100")
+    await add_visit(db, potential, date(2026, 12, 1), "100")  # after the date: not yet a visit
     stages = {r["client_id"]: r["stage"] for r in await members(db, "lifecycle")}
     assert stages == {
         potential: "potential", one_time: "one_time", regular: "regular", lost: "lost",
@@ -243,11 +214,11 @@ async def test_lifecycle_stages(db: Database) -> None:
 
 async def test_no_service_history_is_a_sale_without_a_later_service(db: Database) -> None:
     bought, serviced, flagged, recent = [await add_client(db) for _ in range(4)]
-    await visit(db, bought, date(2025, 5, 1), "2000000", kind="sale")
-    await visit(db, serviced, date(2025, 5, 1), "2000000", kind="sale")
-    await visit(db, serviced, date(2025, 11, 1), "15000", kind="maintenance")
+    await add_visit(db, bought, date(2025, 5, 1), "2000000", kind="sale")
+    await add_visit(db, serviced, date(2025, 5, 1), "2000000", kind="sale")
+    await add_visit(db, serviced, date(2025, 11, 1), "15000", kind="maintenance")
     await car(db, flagged, "Kia", "Rio", 2024, sold_here=True)
-    await visit(db, recent, date(2026, 11, 1), "1500000", kind="sale")
+    await add_visit(db, recent, date(2026, 11, 1), "1500000", kind="sale")
     rows = await members(db, "no_service_history")
     assert {r["client_id"] for r in rows} == {bought, flagged, recent}
     older = await members(db, "no_service_history", {"days": "30"})  # bought 30+ days ago
@@ -301,8 +272,8 @@ async def test_filter_combines_every_condition(db: Database) -> None:
     await car(db, anna, "KIA", "Rio", 2016)
     await car(db, olga, "Hyundai", "Solaris", 2012)
     await car(db, ivan, "Kia", "Sportage", 2021)
-    await visit(db, anna, date(2026, 10, 1), "100000")
-    await visit(db, ivan, date(2025, 1, 1), "30000.50")
+    await add_visit(db, anna, date(2026, 10, 1), "100000")
+    await add_visit(db, ivan, date(2025, 1, 1), "30000.50")
 
     async def ids(**params: str) -> set[int]:
         return {r["client_id"] for r in await members(db, "filter", params)}
@@ -334,10 +305,10 @@ async def test_filter_combines_every_condition(db: Database) -> None:
 
 async def test_segments_combine_with_and_or_not(db: Database) -> None:
     big, mid, small, gone = [await add_client(db) for _ in range(4)]
-    await visit(db, big, date(2026, 5, 1), "7000")  # 70 %: A
-    await visit(db, mid, date(2026, 5, 1), "2000")  # 90 %: B
-    await visit(db, small, date(2026, 5, 1), "1000")  # C
-    await visit(db, gone, date(2024, 5, 1), "50000")
+    await add_visit(db, big, date(2026, 5, 1), "7000")  # 70 %: A
+    await add_visit(db, mid, date(2026, 5, 1), "2000")  # 90 %: B
+    await add_visit(db, small, date(2026, 5, 1), "1000")  # C
+    await add_visit(db, gone, date(2024, 5, 1), "50000")
 
     async def ids(expression: str) -> set[int]:
         return {r["client_id"] for r in await members(db, expression)}
@@ -359,8 +330,8 @@ async def test_segments_combine_with_and_or_not(db: Database) -> None:
 
 async def test_saved_segments_keep_parameters_and_refuse_cycles(db: Database) -> None:
     big, small = await add_client(db), await add_client(db)
-    await visit(db, big, date(2026, 5, 1), "7000")  # 70 %: A
-    await visit(db, small, date(2026, 5, 1), "3000")
+    await add_visit(db, big, date(2026, 5, 1), "7000")  # 70 %: A
+    await add_visit(db, small, date(2026, 5, 1), "3000")
     context = SegmentContext(today=TODAY)
     async with db.sessions() as session, session.begin():
         info = await save_segment(

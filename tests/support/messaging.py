@@ -6,6 +6,7 @@ import itertools
 import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from gateway.channels import Channel
 from gateway.consent import ADVERTISING, ALL_CHANNELS
 from gateway.dispatch import Dispatcher, DispatchPolicy
 from gateway.outbox import Recipient, enqueue
-from storage.models import Client, ClientConsent
+from storage.models import Branch, Client, ClientConsent, Visit
 from storage.outbox import Message, MessageAttempt
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
@@ -134,3 +135,33 @@ async def attempts(db: Database, message_id: int) -> list[MessageAttempt]:
             .order_by(MessageAttempt.id)
         )
         return list(found)
+
+
+async def add_visit(
+    db: Database,
+    client_id: int,
+    day: date,
+    amount: str | int,
+    *,
+    kind: str = "repair",
+    margin: str | None = None,
+    car_id: int | None = None,
+    now: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+) -> None:
+    """A visit at the default branch, paid `amount` (and `margin`) roubles."""
+    async with db.sessions() as session, session.begin():
+        branch = await session.scalar(select(Branch.id))
+        assert branch is not None
+        session.add(
+            Visit(
+                client_id=client_id,
+                car_id=car_id,
+                branch_id=branch,
+                visited_on=day,
+                amount=Decimal(amount),
+                margin=None if margin is None else Decimal(margin),
+                kind=kind,
+                created_at=now,
+                updated_at=now,
+            )
+        )
