@@ -3,6 +3,14 @@
 Imports nothing of ours: every other layer builds on it.
 """
 
+from storage.bonuses import (
+    BonusLot,
+    BonusMovement,
+    BonusPosting,
+    CardEvent,
+    DiscountCard,
+    Referral,
+)
 from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
 from storage.migrate import current_revision, upgrade
 from storage.models import (
@@ -27,19 +35,25 @@ from storage.outbox import (
 
 __all__ = [
     "Base",
+    "BonusLot",
+    "BonusMovement",
+    "BonusPosting",
     "Branch",
     "BranchDepartment",
     "Campaign",
     "Car",
+    "CardEvent",
     "ChannelUnreachable",
     "Client",
     "ClientAlias",
     "ClientConsent",
     "ClientTag",
+    "DiscountCard",
     "Message",
     "MessageAttempt",
     "MessageTemplate",
     "OdometerReading",
+    "Referral",
     "Visit",
     "create_engine",
     "current_revision",
