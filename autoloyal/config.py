@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crm.visits import VISIT_KINDS
+from gateway.outbox import PlanError, parse_plan
 from storage.engine import DatabaseUrlError, normalize_database_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -154,6 +156,79 @@ class SegmentSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    api_token: str = ""
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_token(cls, value: str) -> str:
+        if value and (len(value) < 16 or not re.fullmatch(r"[\x21-\x7e]+", value)):
+            raise ValueError(
+                "expected at least 16 printable characters without spaces, "
+                "e.g. the output of `openssl rand -hex 24`"
+            )
+        return value
+
+
+class TierSettings(Section):
+    """A tier of the loyalty program: from what spend over the last year, what it gives."""
+
+    name: str = Field(min_length=1, max_length=64)
+    spend_from: Decimal = Field(alias="from", ge=0, decimal_places=2)
+    accrual_percent: Decimal = Field(ge=0, le=100, decimal_places=2)
+    discount_percent: Decimal = Field(default=Decimal(0), ge=0, le=100, decimal_places=2)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+DEFAULT_TIERS = (
+    TierSettings(name="Базовый", spend_from=Decimal(0), accrual_percent=Decimal(3)),
+    TierSettings(
+        name="Серебряный",
+        spend_from=Decimal(50_000),
+        accrual_percent=Decimal(5),
+        discount_percent=Decimal(3),
+    ),
+    TierSettings(
+        name="Золотой",
+        spend_from=Decimal(150_000),
+        accrual_percent=Decimal(7),
+        discount_percent=Decimal(5),
+    ),
+)
+
+
+class BonusSettings(Section):
+    expire_after_days: int = Field(default=365, ge=0, le=36_500)
+    max_redeem_percent: Decimal = Field(default=Decimal(30), ge=0, le=100, decimal_places=2)
+    welcome: Decimal = Field(default=Decimal(300), ge=0, decimal_places=2)
+    birthday: Decimal = Field(default=Decimal(500), ge=0, decimal_places=2)
+    birthday_valid_days: int = Field(default=30, ge=0, le=36_500)
+    referral_referrer: Decimal = Field(default=Decimal(500), ge=0, decimal_places=2)
+    referral_referred: Decimal = Field(default=Decimal(500), ge=0, decimal_places=2)
+    no_accrual_kinds: tuple[str, ...] = ("sale",)
+
+    @field_validator("no_accrual_kinds")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [kind for kind in value if kind not in VISIT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown visit kind {unknown[0]!r}: use {', '.join(VISIT_KINDS)}")
+        return value
+
+
+class SurveySettings(Section):
+    invite: bool = True
+    invite_after_hours: float = Field(default=3.0, ge=0, le=24 * 14)
+    max_visit_age_days: int = Field(default=3, ge=0, le=365)
+    channels: tuple[str, ...] = ("telegram", "sms", "email")
+
+    @field_validator("channels")
+    @classmethod
+    def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return parse_plan(value)
+        except PlanError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class TelegramSettings(Section):
@@ -207,6 +282,9 @@ class Settings(Section):
     branch: list[BranchSettings] = Field(default_factory=list)
     maintenance: MaintenanceSettings = MaintenanceSettings()
     segments: SegmentSettings = SegmentSettings()
+    bonuses: BonusSettings = BonusSettings()
+    tier: tuple[TierSettings, ...] = DEFAULT_TIERS
+    surveys: SurveySettings = SurveySettings()
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -222,6 +300,27 @@ class Settings(Section):
             if branch.code in seen:
                 raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
             seen.add(branch.code)
+        return self
+
+    @model_validator(mode="after")
+    def _tier_ladder(self) -> Settings:
+        if not self.tier:
+            raise ValueError("tier: at least one tier is needed, from 0")
+        if self.tier[0].spend_from != 0:
+            raise ValueError(
+                f"tier[0].from: the first tier starts at 0, not {self.tier[0].spend_from}"
+            )
+        for index in range(1, len(self.tier)):
+            before, tier = self.tier[index - 1], self.tier[index]
+            if tier.spend_from <= before.spend_from:
+                raise ValueError(
+                    f"tier[{index}].from: {tier.spend_from} must be above the tier before "
+                    f"({before.spend_from}): list tiers from the lowest spend up"
+                )
+        names = [tier.name.casefold() for tier in self.tier]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"tier[{index}].name: {self.tier[index].name!r} is used twice")
         return self
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from autoloyal.config import Settings
+from autoloyal.messaging import company_info
+from crm.bonuses import BonusRules
+from crm.cards import Tier, TierLadder
 from crm.maintenance import MaintenancePolicy
 from crm.segments import AnalysisDefaults, LifecycleRules, SegmentContext
+from crm.surveys import SurveyInvites
+from crm.templates import TemplateLibrary
 
 
 def maintenance_policy(settings: Settings) -> MaintenancePolicy:
@@ -37,4 +42,41 @@ def segment_context(settings: Settings, today: date) -> SegmentContext:
             xyz_x=section.xyz_x,
             xyz_y=section.xyz_y,
         ),
+    )
+
+
+def bonus_rules(settings: Settings) -> BonusRules:
+    section = settings.bonuses
+    return BonusRules(
+        ladder=TierLadder(
+            tuple(
+                Tier(t.name, t.spend_from, t.accrual_percent, t.discount_percent)
+                for t in settings.tier
+            )
+        ),
+        expire_after_days=section.expire_after_days,
+        max_redeem_percent=section.max_redeem_percent,
+        welcome=section.welcome,
+        birthday=section.birthday,
+        birthday_valid_days=section.birthday_valid_days,
+        referral_referrer=section.referral_referrer,
+        referral_referred=section.referral_referred,
+        no_accrual_kinds=frozenset(section.no_accrual_kinds),
+    )
+
+
+def survey_invites(settings: Settings, library: TemplateLibrary) -> SurveyInvites | None:
+    """How survey invitations go out; None when `[surveys] invite` is off."""
+    section = settings.surveys
+    if not section.invite:
+        return None
+    bot = settings.telegram.bot_username
+    return SurveyInvites(
+        library=library,
+        company=company_info(settings),
+        plan=section.channels,
+        delay=timedelta(hours=section.invite_after_hours),
+        max_visit_age_days=section.max_visit_age_days,
+        night=settings.company.quiet,
+        link=f"https://t.me/{bot}?start=survey_{{visit}}" if bot else None,
     )

@@ -6,6 +6,7 @@ Nothing in crm/ reads the time itself, so tests and catch-up runs can set it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -27,3 +28,17 @@ def years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years)
     except ValueError:
         return date(day.year - years, 2, 28)
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """One instant as crm/ records it: `now` in UTC for timestamps, `today` where the
+    company is, for what is counted in days (expiry, tiers, birthdays)."""
+
+    now: datetime
+    today: date
+
+    @classmethod
+    def of(cls, clock: Clock, tz: ZoneInfo) -> Moment:
+        now = clock()
+        return cls(now, now.astimezone(tz).date())

@@ -57,16 +57,29 @@ class TemplateLibrary:
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
+        self._compiled: dict[tuple[str, str, str], MessageTemplate] = {}
 
     async def get(self, session: AsyncSession, name: str) -> MessageTemplate:
-        """The template in force under `name`, compiled; TemplateProblem when it is broken."""
+        """The template in force under `name`, compiled; TemplateProblem when it is broken.
+
+        The source is looked up every time (staff may have saved a new one); compiling it
+        again is skipped while it is unchanged, which matters to a job or an API request
+        that sends one message at a time.
+        """
         stored = await session.get(StoredTemplate, name)
         if stored is not None:
-            return MessageTemplate(name, stored.source, DATABASE)
+            return self._compile(name, stored.source, DATABASE)
         for origin, source in self._files():
             if source.stem == name:
-                return MessageTemplate(name, read_source(name, source), origin)
+                return self._compile(name, read_source(name, source), origin)
         raise TemplateNotFound(name)
+
+    def _compile(self, name: str, source: str, origin: str) -> MessageTemplate:
+        key = (name, origin, source)
+        template = self._compiled.get(key)
+        if template is None:
+            template = self._compiled[key] = MessageTemplate(name, source, origin)
+        return template
 
     async def catalogue(self, session: AsyncSession) -> list[TemplateInfo]:
         """Every template in force, with the channels it offers; broken ones say why."""

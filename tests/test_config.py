@@ -51,11 +51,11 @@ def keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         key = field.alias or name
         annotation = field.annotation
-        inner = getattr(annotation, "__args__", (annotation,))[-1]
+        items = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys += keys_of(annotation, f"{key}.")
-        elif isinstance(inner, type) and issubclass(inner, BaseModel) and key == "branch":
-            keys += keys_of(inner, "branch.")
+        elif items and issubclass(items[0], BaseModel):  # [[branch]], [[tier]]
+            keys += keys_of(items[0], f"{key}.")
         else:
             keys.append(prefix + key)
     return keys

@@ -1,0 +1,121 @@
+"""A client's bonus account as people read it: balance, tier, card, movements, expiring lots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.bonuses.ledger import balance, live, money
+from crm.bonuses.program import BonusRules
+from crm.cards import CardInfo, Standing, active_card, standing
+from storage.bonuses import BonusLot, BonusMovement, BonusPosting
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    id: int
+    kind: str
+    amount: Decimal
+    created_at: datetime
+    ref: str | None
+    work_order: str | None
+    bill: Decimal | None
+    reason: str | None
+    actor: str | None
+    expires_on: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    amount: Decimal
+    expires_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    client_id: int
+    balance: Decimal
+    standing: Standing
+    card: CardInfo | None
+    movements: tuple[Movement, ...]
+    expiring: tuple[Expiring, ...]
+
+
+async def account(
+    session: AsyncSession,
+    rules: BonusRules,
+    client_id: int,
+    today: date,
+    *,
+    movements: int = 20,
+    expiring_within_days: int = 60,
+) -> Account:
+    """Everything the client, the bot and the dealer's system want to see at once."""
+    return Account(
+        client_id=client_id,
+        balance=await balance(session, client_id, today),
+        standing=await standing(session, rules.ladder, client_id, today),
+        card=await active_card(session, client_id),
+        movements=tuple(await history(session, client_id, limit=movements)),
+        expiring=tuple(await expiring(session, client_id, today, expiring_within_days)),
+    )
+
+
+async def history(
+    session: AsyncSession, client_id: int, *, limit: int = 50, before_id: int | None = None
+) -> list[Movement]:
+    """The client's movements, newest first; `before_id` pages back from a movement."""
+    query = (
+        select(BonusMovement, BonusLot.expires_on)
+        .outerjoin(BonusLot, BonusLot.movement_id == BonusMovement.id)
+        .where(BonusMovement.client_id == client_id)
+        .order_by(BonusMovement.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(BonusMovement.id < before_id)
+    rows = await session.execute(query)
+    return [
+        Movement(
+            id=m.id,
+            kind=m.kind,
+            amount=money(m.amount),
+            created_at=m.created_at,
+            ref=m.external_ref,
+            work_order=m.work_order,
+            bill=None if m.bill is None else money(m.bill),
+            reason=m.reason,
+            actor=m.actor,
+            expires_on=expires_on,
+        )
+        for m, expires_on in rows
+    ]
+
+
+async def expiring(
+    session: AsyncSession, client_id: int, today: date, within_days: int
+) -> list[Expiring]:
+    """What is left on lots that expire in the next `within_days` days, by day."""
+    left = func.sum(BonusPosting.amount)
+    lots = (
+        select(BonusLot.expires_on.label("expires_on"), left.label("left"))
+        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
+        .where(
+            BonusLot.client_id == client_id,
+            live(today),
+            BonusLot.expires_on <= today + timedelta(days=within_days),
+        )
+        .group_by(BonusLot.id, BonusLot.expires_on)
+        .having(left > 0)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(lots.c.expires_on, func.sum(lots.c.left))
+        .group_by(lots.c.expires_on)
+        .order_by(lots.c.expires_on)
+    )
+    return [Expiring(money(amount), day) for day, amount in rows]

@@ -1,0 +1,272 @@
+"""The bonus ledger: credits open lots, debits take from the oldest lots first.
+
+Every write to one client's account runs under `lock_account`, so two redemptions that
+race are applied one after the other and the second sees what the first took: a balance
+never goes below zero. An `external_ref` is checked under the same lock and is unique in
+the table, so the same reference never moves bonuses twice.
+
+A lot is usable until its `expires_on` (exclusive, the company's date). The balance counts
+live lots only, so it is right on the day a lot expires even before the expiry is written;
+`expire` writes the expiry movements that make the history say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.clock import Moment
+from crm.errors import Conflict, DomainError, NotFound
+from storage.bonuses import BonusLot, BonusMovement, BonusPosting
+from storage.bulk import insert_rows
+from storage.models import Client
+
+ACCRUAL = "accrual"
+WELCOME = "welcome"
+BIRTHDAY = "birthday"
+REFERRAL = "referral"
+OPENING = "opening"  # a balance carried over from the dealer's old system
+ADJUSTMENT = "adjustment"
+REDEMPTION = "redemption"
+EXPIRY = "expiry"
+KINDS = (ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, EXPIRY)
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+
+
+class InsufficientBonuses(Conflict):
+    code = "insufficient_balance"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A movement to write: its kind, a positive amount, and what it is about."""
+
+    kind: str
+    amount: Decimal
+    ref: str | None = None
+    visit_id: int | None = None
+    work_order: str | None = None
+    bill: Decimal | None = None
+    branch_id: int | None = None
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A movement as written (or found, when its reference was used before: `repeated`)."""
+
+    id: int
+    client_id: int
+    kind: str
+    amount: Decimal  # signed: + credit, - debit
+    expires_on: date | None
+    repeated: bool = False
+
+
+def money(value: Decimal | int | str) -> Decimal:
+    """An amount of bonuses to the kopeck; refuses what is not a finite positive-or-zero sum."""
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise DomainError(f"{value!r} is not an amount", field="amount")
+    return amount.quantize(CENT)
+
+
+def live(today: date) -> ColumnElement[bool]:
+    """Lots still usable on `today`."""
+    return or_(BonusLot.expires_on.is_(None), BonusLot.expires_on > today)
+
+
+async def lock_account(session: AsyncSession, client_id: int) -> None:
+    """Take the client's account for this transaction; NotFound when there is no client.
+
+    PostgreSQL: the client row is locked FOR UPDATE until commit, and a second writer waits
+    here. SQLite: write transactions begin IMMEDIATE and so already run one at a time.
+    """
+    query = select(Client.id).where(Client.id == client_id)
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    if await session.scalar(query) is None:
+        raise NotFound(f"no client #{client_id}", field="client")
+
+
+async def balance(session: AsyncSession, client_id: int, today: date) -> Decimal:
+    """The bonuses the client can spend on `today`: the postings on their live lots."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(BonusPosting.amount), 0))
+        .join(BonusLot, BonusLot.id == BonusPosting.lot_id)
+        .where(BonusPosting.client_id == client_id, live(today))
+    )
+    return money(total or 0)
+
+
+async def repeated(
+    session: AsyncSession, ref: str | None, client_id: int, kinds: tuple[str, ...]
+) -> Moved | None:
+    """The movement already written under `ref`, if any. A reference used for another client
+    or another kind of movement is a Conflict: the caller reused one by mistake."""
+    if ref is None:
+        return None
+    found = await session.scalar(select(BonusMovement).where(BonusMovement.external_ref == ref))
+    if found is None:
+        return None
+    if found.client_id != client_id or found.kind not in kinds:
+        raise Conflict(
+            f"reference {ref!r} was already used for a {found.kind} of another "
+            f"{'client' if found.client_id != client_id else 'kind'}",
+            field="ref",
+            code="ref_conflict",
+        )
+    expires_on = await session.scalar(
+        select(BonusLot.expires_on).where(BonusLot.movement_id == found.id)
+    )
+    return Moved(found.id, found.client_id, found.kind, money(found.amount), expires_on, True)
+
+
+async def credit(
+    session: AsyncSession,
+    client_id: int,
+    entry: Entry,
+    moment: Moment,
+    *,
+    valid_days: int | None,
+) -> Moved:
+    """Add bonuses as a new lot, usable for `valid_days` days from today (None or 0: forever)."""
+    amount = money(entry.amount)
+    if amount <= 0:
+        raise DomainError(f"a credit must be positive, not {amount}", field="amount")
+    await lock_account(session, client_id)
+    if (found := await repeated(session, entry.ref, client_id, (entry.kind,))) is not None:
+        return found
+    movement = await _write_movement(session, client_id, entry, amount, moment)
+    expires_on = moment.today + timedelta(days=valid_days) if valid_days else None
+    lot = BonusLot(
+        client_id=client_id,
+        movement_id=movement.id,
+        amount=amount,
+        earned_on=moment.today,
+        expires_on=expires_on,
+    )
+    session.add(lot)
+    await session.flush()
+    await insert_rows(
+        session,
+        BonusPosting,
+        [{"movement_id": movement.id, "lot_id": lot.id, "client_id": client_id, "amount": amount}],
+    )
+    return Moved(movement.id, client_id, entry.kind, amount, expires_on)
+
+
+async def debit(session: AsyncSession, client_id: int, entry: Entry, moment: Moment) -> Moved:
+    """Take bonuses from the oldest live lots first; InsufficientBonuses when they do not
+    cover the amount. The caller holds the account lock (see `lock_account`)."""
+    amount = money(entry.amount)
+    if amount <= 0:
+        raise DomainError(f"a debit must be positive, not {amount}", field="amount")
+    lots = await _remaining(session, client_id, live(moment.today))
+    available = sum((left for _, left in lots), ZERO)
+    if available < amount:
+        raise InsufficientBonuses(f"the balance is {available}, less than {amount}", field="amount")
+    movement = await _write_movement(session, client_id, entry, -amount, moment)
+    postings, rest = [], amount
+    for lot_id, left in lots:
+        take = min(left, rest)
+        postings.append(
+            {"movement_id": movement.id, "lot_id": lot_id, "client_id": client_id, "amount": -take}
+        )
+        rest -= take
+        if rest == 0:
+            break
+    await insert_rows(session, BonusPosting, postings)
+    return Moved(movement.id, client_id, entry.kind, -amount, None)
+
+
+async def expire_client(session: AsyncSession, client_id: int, moment: Moment) -> Decimal:
+    """Write off what is left of the client's lots whose day has come; return the total.
+
+    Each lot's write-off carries the reference `expiry:<lot id>`, so running it again, or
+    from two processes, writes nothing twice. The caller holds the account lock.
+    """
+    due = await _remaining(
+        session, client_id, BonusLot.expires_on.is_not(None) & (BonusLot.expires_on <= moment.today)
+    )
+    total = ZERO
+    for lot_id, left in due:
+        entry = Entry(EXPIRY, left, ref=f"expiry:{lot_id}", reason="срок действия истёк")
+        movement = await _write_movement(session, client_id, entry, -left, moment)
+        await insert_rows(
+            session,
+            BonusPosting,
+            [
+                {
+                    "movement_id": movement.id,
+                    "lot_id": lot_id,
+                    "client_id": client_id,
+                    "amount": -left,
+                }
+            ],
+        )
+        total += left
+    return total
+
+
+async def clients_with_expired_lots(
+    session: AsyncSession, today: date, *, after: int = 0, limit: int = 500
+) -> list[int]:
+    """Clients (by id, from `after` on) with a lot that expired with something left on it."""
+    left = func.sum(BonusPosting.amount)
+    rows = await session.scalars(
+        select(BonusLot.client_id)
+        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
+        .where(BonusLot.expires_on <= today, BonusLot.client_id > after)
+        .group_by(BonusLot.client_id, BonusLot.id)
+        .having(left > 0)
+        .order_by(BonusLot.client_id)
+        .distinct()
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def _remaining(
+    session: AsyncSession, client_id: int, which: ColumnElement[bool]
+) -> list[tuple[int, Decimal]]:
+    """(lot id, what is left) of the client's lots matching `which` with something left,
+    oldest first."""
+    left = func.sum(BonusPosting.amount)
+    rows = await session.execute(
+        select(BonusLot.id, left)
+        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
+        .where(BonusLot.client_id == client_id, which)
+        .group_by(BonusLot.id, BonusLot.earned_on)
+        .having(left > 0)
+        .order_by(BonusLot.earned_on, BonusLot.id)
+    )
+    return [(lot_id, money(amount)) for lot_id, amount in rows]
+
+
+async def _write_movement(
+    session: AsyncSession, client_id: int, entry: Entry, amount: Decimal, moment: Moment
+) -> BonusMovement:
+    movement = BonusMovement(
+        client_id=client_id,
+        kind=entry.kind,
+        amount=amount,
+        external_ref=entry.ref,
+        visit_id=entry.visit_id,
+        work_order=entry.work_order,
+        bill=entry.bill,
+        branch_id=entry.branch_id,
+        reason=entry.reason,
+        actor=entry.actor,
+        created_at=moment.now,
+    )
+    session.add(movement)
+    await session.flush()
+    return movement

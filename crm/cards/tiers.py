@@ -1,0 +1,119 @@
+"""Loyalty tiers: what a client's spend over the last year earns them.
+
+A tier is reached by spend over a rolling year: the visits of the 365 (or 366) days up to
+and including the day asked about. A card may pin a tier (a gold card handed to a VIP);
+the client then has the higher of the pinned tier and the one their spend reaches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.clock import years_before
+from crm.errors import DomainError
+from storage.bonuses import DiscountCard
+from storage.models import Visit
+
+ISSUED = "issued"  # the card state in which a card's pinned tier counts (see crm.cards.cards)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    spend_from: Decimal
+    accrual_percent: Decimal
+    discount_percent: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class TierLadder:
+    """Tiers from the lowest spend up; the first starts at 0 (config `[[tier]]`)."""
+
+    tiers: tuple[Tier, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tiers or self.tiers[0].spend_from != 0:
+            raise ValueError("the first tier must start at a spend of 0")
+
+    def for_spend(self, spend: Decimal) -> Tier:
+        """The highest tier whose threshold the spend reaches (a threshold counts as reached)."""
+        reached = self.tiers[0]
+        for tier in self.tiers:
+            if spend >= tier.spend_from:
+                reached = tier
+        return reached
+
+    def named(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name.casefold() == name.strip().casefold():
+                return tier
+        names = ", ".join(tier.name for tier in self.tiers)
+        raise DomainError(f"no tier named {name!r}: the tiers are {names}", field="tier")
+
+    def above(self, tier: Tier) -> Tier | None:
+        index = self.tiers.index(tier)
+        return self.tiers[index + 1] if index + 1 < len(self.tiers) else None
+
+    def higher(self, one: Tier, other: Tier | None) -> Tier:
+        if other is None:
+            return one
+        return max(one, other, key=self.tiers.index)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a client stands on the ladder on a day, and what the next tier needs."""
+
+    tier: Tier
+    spend: Decimal
+    pinned: Tier | None
+    next: Tier | None
+
+    @property
+    def to_next(self) -> Decimal | None:
+        return None if self.next is None else max(self.next.spend_from - self.spend, Decimal(0))
+
+
+def year_window(today: date) -> tuple[date, date]:
+    """The rolling year ending `today`: (first day excluded, last day included)."""
+    return years_before(today, 1), today
+
+
+async def standing(
+    session: AsyncSession,
+    ladder: TierLadder,
+    client_id: int,
+    today: date,
+    *,
+    excluding_visit: int | None = None,
+) -> Standing:
+    """The client's tier on `today`; `excluding_visit` leaves out the visit being rewarded,
+    so a visit earns at the tier the client had when they came."""
+    start, end = year_window(today)
+    conditions = [Visit.client_id == client_id, Visit.visited_on > start, Visit.visited_on <= end]
+    if excluding_visit is not None:
+        conditions.append(Visit.id != excluding_visit)
+    spend = select(func.coalesce(func.sum(Visit.amount), 0)).where(*conditions).scalar_subquery()
+    pinned = (
+        select(DiscountCard.tier)
+        .where(DiscountCard.client_id == client_id, DiscountCard.state == ISSUED)
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (await session.execute(select(spend, pinned))).one()
+    spent = Decimal(row[0]).quantize(Decimal("0.01"))
+    pinned_tier = _pinned(ladder, row[1])
+    tier = ladder.higher(ladder.for_spend(spent), pinned_tier)
+    return Standing(tier, spent, pinned_tier, ladder.above(tier))
+
+
+def _pinned(ladder: TierLadder, name: str | None) -> Tier | None:
+    """A pinned tier that the config no longer has counts as none (the spend decides)."""
+    if name is None:
+        return None
+    return next((t for t in ladder.tiers if t.name.casefold() == name.casefold()), None)

@@ -1,0 +1,207 @@
+"""Closed work orders and odometer readings pushed by the dealer's system.
+
+Posting a work order records the visit and its odometer reading, accrues the bonuses it
+earns, rewards a referral on the client's first paid visit and queues the survey
+invitation, all in the caller's transaction: either everything is recorded or nothing.
+Posting the same work order again changes nothing and answers as the first time; posting
+it again with other figures is a Conflict (a closed work order is not edited over HTTP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.bonuses import BonusRules, Moved, VisitFacts, accrue_for_visit, balance, reward_referral
+from crm.branches import BranchResolver
+from crm.cards import Standing, standing
+from crm.clock import Moment
+from crm.errors import Conflict, DomainError
+from crm.intake import require_car, require_client
+from crm.surveys import Invitation, SurveyInvites, invite_to_survey
+from crm.visits import visit_kind
+from storage.bonuses import BonusLot, BonusMovement
+from storage.models import OdometerReading, Visit
+
+ODOMETER_MAX = 3_000_000
+API_SOURCE = "api"
+VISIT_SOURCE = "visit"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitInput:
+    external_id: str
+    client: str  # the client's external id
+    visited_on: date
+    amount: Decimal
+    car: str | None = None  # the car's external id
+    odometer: int | None = None
+    margin: Decimal | None = None
+    kind: str | None = None  # as the dealer's system names it ("ТО-2", "Кузовной ремонт")
+    department: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitOutcome:
+    visit_id: int
+    client_id: int
+    created: bool
+    kind: str
+    accrued: Moved | None
+    referral: tuple[Moved, ...]
+    survey: Invitation | None
+    balance: Decimal
+    standing: Standing
+
+
+async def post_visit(
+    session: AsyncSession,
+    rules: BonusRules,
+    invites: SurveyInvites | None,
+    data: VisitInput,
+    moment: Moment,
+) -> VisitOutcome:
+    """Record a closed work order with everything that follows from it (see the module)."""
+    if data.visited_on > moment.today:
+        raise DomainError(f"{data.visited_on} is in the future", field="visited_on")
+    if data.amount < 0:
+        raise DomainError("the amount cannot be negative", field="amount")
+    if data.odometer is not None and not 0 <= data.odometer <= ODOMETER_MAX:
+        raise DomainError(f"{data.odometer} km is not an odometer reading", field="odometer")
+    client_id = await require_client(session, data.client)
+    car_id = None if data.car is None else (await require_car(session, data.car))[0]
+    kind = visit_kind(data.kind or "")[0]
+    existing = await session.scalar(select(Visit).where(Visit.external_id == data.external_id))
+    if existing is not None:
+        return await _repeated(session, rules, existing, data, client_id, car_id, kind, moment)
+    branches = await BranchResolver.load(session)
+    visit = Visit(
+        external_id=data.external_id,
+        client_id=client_id,
+        car_id=car_id,
+        branch_id=await branches.resolve(session, data.department, moment.now),
+        department=data.department,
+        visited_on=data.visited_on,
+        odometer=data.odometer,
+        amount=data.amount,
+        margin=data.margin,
+        kind=kind,
+        created_at=moment.now,
+        updated_at=moment.now,
+    )
+    session.add(visit)
+    await session.flush()
+    if car_id is not None and data.odometer:
+        session.add(
+            OdometerReading(
+                car_id=car_id,
+                read_on=data.visited_on,
+                km=data.odometer,
+                source=VISIT_SOURCE,
+                visit_id=visit.id,
+                created_at=moment.now,
+            )
+        )
+    facts = VisitFacts(visit.id, client_id, data.external_id, kind, data.amount, visit.branch_id)
+    accrued = await accrue_for_visit(session, rules, facts, moment)
+    referral = await reward_referral(session, rules, facts, moment)
+    survey = None
+    if invites is not None:
+        survey = await invite_to_survey(
+            session,
+            invites,
+            visit_id=visit.id,
+            client_id=client_id,
+            visited_on=data.visited_on,
+            branch_id=visit.branch_id,
+            now=moment.now,
+            today=moment.today,
+        )
+    return VisitOutcome(
+        visit.id,
+        client_id,
+        True,
+        kind,
+        accrued,
+        tuple(referral),
+        survey,
+        await balance(session, client_id, moment.today),
+        await standing(session, rules.ladder, client_id, moment.today),
+    )
+
+
+async def _repeated(
+    session: AsyncSession,
+    rules: BonusRules,
+    visit: Visit,
+    data: VisitInput,
+    client_id: int,
+    car_id: int | None,
+    kind: str,
+    moment: Moment,
+) -> VisitOutcome:
+    recorded = (visit.client_id, visit.car_id, visit.visited_on, Decimal(visit.amount), visit.kind)
+    posted = (client_id, car_id, data.visited_on, data.amount, kind)
+    if recorded != posted:
+        names = ("client", "car", "visited_on", "amount", "kind")
+        differ = [n for n, a, b in zip(names, recorded, posted, strict=True) if a != b]
+        raise Conflict(
+            f"work order {data.external_id!r} was posted before with another {', '.join(differ)}",
+            field=differ[0],
+            code="visit_exists",
+        )
+    row = (
+        await session.execute(
+            select(BonusMovement, BonusLot.expires_on)
+            .join(BonusLot, BonusLot.movement_id == BonusMovement.id)
+            .where(BonusMovement.external_ref == f"visit:{visit.id}")
+        )
+    ).first()
+    accrued = None
+    if row is not None:
+        movement, expires_on = row
+        accrued = Moved(
+            movement.id, client_id, movement.kind, movement.amount, expires_on, repeated=True
+        )
+    return VisitOutcome(
+        visit.id,
+        client_id,
+        False,
+        visit.kind,
+        accrued,
+        (),
+        None,
+        await balance(session, client_id, moment.today),
+        await standing(session, rules.ladder, client_id, moment.today),
+    )
+
+
+async def record_odometer(
+    session: AsyncSession, car_external_id: str, km: int, read_on: date, moment: Moment
+) -> tuple[int, bool]:
+    """Note what a car's odometer showed on a day; the same reading twice is noted once.
+    Return (reading id, created)."""
+    if read_on > moment.today:
+        raise DomainError(f"{read_on} is in the future", field="read_on")
+    if not 0 <= km <= ODOMETER_MAX:
+        raise DomainError(f"{km} km is not an odometer reading", field="km")
+    car_id, _ = await require_car(session, car_external_id)
+    same = await session.scalar(
+        select(OdometerReading.id).where(
+            OdometerReading.car_id == car_id,
+            OdometerReading.read_on == read_on,
+            OdometerReading.km == km,
+        )
+    )
+    if same is not None:
+        return same, False
+    reading = OdometerReading(
+        car_id=car_id, read_on=read_on, km=km, source=API_SOURCE, created_at=moment.now
+    )
+    session.add(reading)
+    await session.flush()
+    return reading.id, True
