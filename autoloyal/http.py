@@ -1,4 +1,4 @@
-"""The aiohttp application: health now; the integration API, webhooks and pages plug in here."""
+"""The aiohttp application: health, the integration API at /api/v1; webhooks plug in here."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from aiohttp import web
 from sqlalchemy import text
 
 import autoloyal
+from autoloyal.api import make_api
+from autoloyal.api.openapi import PREFIX
 from autoloyal.app import App
 from storage import read_only
 
@@ -16,6 +18,7 @@ def make_http_app(app: App) -> web.Application:
     http = web.Application()
     http[APP_KEY] = app
     http.router.add_get("/healthz", healthz)
+    http.add_subapp(PREFIX, make_api(app))
     return http
 
 

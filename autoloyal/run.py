@@ -64,7 +64,8 @@ async def _start_api(app: App) -> web.AppRunner:
     site = web.TCPSite(runner, app.settings.http.host, app.settings.http.port)
     await site.start()
     addresses = ", ".join(f"http://{host}:{port}" for host, port, *_ in runner.addresses)
-    log.info("role api: serving %s (GET /healthz)", addresses)
+    api = "on" if app.settings.http.api_token else "off (no [http] api_token)"
+    log.info("role api: serving %s (GET /healthz; /api/v1 %s)", addresses, api)
     return runner
 
 

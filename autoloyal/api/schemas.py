@@ -1,0 +1,225 @@
+"""The JSON the integration API takes and gives, as pydantic models.
+
+The same models validate requests and generate the OpenAPI document, so the document
+cannot drift from what the server accepts. Money is a decimal with two places; it is
+read from a JSON number or string and written as a string ("1500.00"), so no float ever
+rounds a sum. Unknown fields are ignored, so a newer dealer system can talk to us.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# No control characters: PostgreSQL refuses NUL in text, and no name needs a tab.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+def line(max_length: int) -> StringConstraints:
+    """One line of text: trimmed, not empty, at most `max_length` characters."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=_PRINTABLE
+    )
+
+
+ExternalId = Annotated[str, line(64)]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
+Positive = Annotated[Decimal, Field(gt=0, le=Decimal("999999999999.99"), decimal_places=2)]
+SignedMoney = Annotated[
+    Decimal, Field(ge=Decimal("-999999999999.99"), le=Decimal("999999999999.99"), decimal_places=2)
+]
+Recent = Annotated[int, Field(ge=0, le=100)]
+Km = Annotated[int, Field(ge=0, le=3_000_000)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ClientRef(Request):
+    """Who referred the client: exactly one of phone, card, external_id."""
+
+    phone: Annotated[str, line(32)] | None = None
+    card: Annotated[str, line(40)] | None = None
+    external_id: ExternalId | None = None
+
+
+class ClientIn(Request):
+    """A client as the dealer's system knows them. Fields left out are left as they are."""
+
+    full_name: Annotated[str, line(200)] | None = Field(None, examples=["Смирнов Иван Петрович"])
+    phone: Annotated[str, line(32)] | None = Field(None, examples=["+7 903 525-45-60"])
+    email: Annotated[str, line(254)] | None = None
+    birthday: date | None = None
+    gender: Literal["male", "female", "М", "Ж", "м", "ж"] | None = None
+    consent_ads: bool | None = Field(None, description="consent to advertising on any channel")
+    card: Annotated[str, line(40)] | None = Field(
+        None, description="the discount card the client holds; another one replaces theirs"
+    )
+    referred_by: ClientRef | None = None
+
+
+class CarIn(Request):
+    owner: ExternalId | None = Field(
+        None, description="the owner's external id; required for a new car"
+    )
+    vin: Annotated[str, line(20)] | None = None
+    plate: Annotated[str, line(20)] | None = None
+    make: Annotated[str, line(64)] | None = None
+    model: Annotated[str, line(64)] | None = None
+    year: Annotated[int, Field(ge=1900, le=2100)] | None = None
+    service_interval_km: Annotated[int, Field(ge=500, le=100_000)] | None = None
+    service_interval_months: Annotated[int, Field(ge=1, le=60)] | None = None
+    sold_here: bool | None = None
+
+
+class VisitIn(Request):
+    """A closed work order."""
+
+    external_id: ExternalId = Field(description="the work order number")
+    client: ExternalId = Field(description="the client's external id")
+    car: ExternalId | None = Field(None, description="the car's external id")
+    visited_on: date
+    amount: Money
+    margin: SignedMoney | None = None
+    odometer: Km | None = None
+    kind: Annotated[str, line(128)] | None = Field(None, examples=["ТО-2", "Кузовной ремонт"])
+    department: Annotated[str, line(128)] | None = None
+
+
+class RedemptionIn(Request):
+    amount: Positive = Field(description="bonuses the client wants to pay with")
+    bill: Positive = Field(description="the bill being paid; the percent cap applies to it")
+    ref: Annotated[str, line(120)] = Field(
+        description="your reference for this payment; repeat it to retry safely"
+    )
+    work_order: ExternalId | None = Field(
+        None, description="the work order paid; its accrual is reduced by what bonuses paid"
+    )
+    allow_partial: bool = Field(True, description="accept less than asked when capped")
+
+
+class OdometerIn(Request):
+    km: Km
+    read_on: date | None = Field(None, description="default: today")
+
+
+class TierOut(Response):
+    name: str
+    accrual_percent: Decimal
+    discount_percent: Decimal
+    spend: Decimal = Field(description="spend over the last year")
+    pinned: bool = Field(description="the tier comes from the card, not from the spend")
+    next: str | None
+    to_next: Decimal | None
+
+
+class CardOut(Response):
+    number: str
+    state: Literal["produced", "issued", "lost", "withdrawn", "replaced"]
+    tier: str | None
+
+
+class ClientOut(Response):
+    id: int
+    external_id: str | None
+    full_name: str
+    phone: str | None
+    email: str | None
+    birthday: date | None
+    gender: str | None
+    card: CardOut | None
+    tier: TierOut
+    balance: Decimal
+
+
+class MovementOut(Response):
+    id: int
+    kind: str
+    amount: Decimal
+    created_at: datetime
+    ref: str | None
+    work_order: str | None
+    bill: Decimal | None
+    reason: str | None
+    expires_on: date | None
+
+
+class ExpiringOut(Response):
+    amount: Decimal
+    expires_on: date
+
+
+class AccountOut(Response):
+    client_id: int
+    external_id: str | None
+    balance: Decimal
+    tier: TierOut
+    card: CardOut | None
+    movements: list[MovementOut]
+    expiring: list[ExpiringOut]
+
+
+class RedemptionOut(Response):
+    accepted: Decimal
+    balance: Decimal
+    ref: str
+    repeated: bool
+
+
+class CarOut(Response):
+    id: int
+    external_id: str
+    owner: str | None
+    vin: str | None
+    plate: str | None
+    make: str | None
+    model: str | None
+    year: int | None
+
+
+class OdometerOut(Response):
+    car: str
+    km: int
+    read_on: date
+    created: bool
+
+
+class BonusOut(Response):
+    accrued: Decimal
+    expires_on: date | None
+    balance: Decimal
+    tier: TierOut
+    referral: Decimal = Field(description="referral bonus this visit earned the client")
+
+
+class SurveyOut(Response):
+    scheduled_at: datetime | None
+    reason: str | None
+
+
+class VisitOut(Response):
+    id: int
+    external_id: str
+    client: str
+    created: bool
+    kind: str
+    bonus: BonusOut
+    survey: SurveyOut | None
+
+
+class ErrorBody(Response):
+    code: str = Field(examples=["not_found", "invalid", "insufficient_balance"])
+    message: str
+    field: str | None
+
+
+class ErrorOut(Response):
+    error: ErrorBody
