@@ -18,7 +18,8 @@ from autoloyal.console import err, guarded, out, run_async, settings_of
 from autoloyal.run import parse_roles, run
 from crm.clock import local_today, system_clock
 from crm.demo.load import export_demo, load_demo
-from crm.importing import IMPORTERS, ImportReport, run_import
+from crm.importing import IMPORTERS, Importer, ImportReport, run_import
+from crm.importing.bonuses import BonusImporter
 from crm.importing.report import thousands
 from storage import current_revision
 from storage.migrate import head_revision
@@ -43,6 +44,7 @@ class Kind(enum.StrEnum):
     clients = "clients"
     cars = "cars"
     visits = "visits"
+    bonuses = "bonuses"
 
 
 @app.callback()
@@ -107,18 +109,25 @@ def import_file(
         bool, typer.Option("--dry-run", help="Check every row and write the rejects, keep nothing.")
     ] = False,
 ) -> None:
-    """Import clients, cars or visits from a CSV (canonical headers or a 1C export).
+    """Import clients, cars, visits or opening bonus balances from a CSV (canonical headers
+    or a 1C export).
 
     Bad rows go to FILE.rejects.csv beside it with line and reason; good rows land. Running
-    the same file again changes nothing.
+    the same file again changes nothing. Bonuses: one opening balance per client, ever; a
+    row without an expiry date gets the program's usual term ([bonuses] expire_after_days).
     """
     settings = settings_of(ctx)
+    importer: Importer[Any] = (
+        BonusImporter(valid_days=settings.bonuses.expire_after_days or None)
+        if kind is Kind.bonuses
+        else IMPORTERS[kind.value]
+    )
 
     async def do_import() -> ImportReport:
         async with open_app(settings) as opened:
             with _progress_bar(f"importing {kind.value}") as bar:
                 return await run_import(
-                    IMPORTERS[kind.value],
+                    importer,
                     file,
                     opened.sessions,
                     opened.import_context(),

@@ -11,6 +11,7 @@ from crm.importing.reader import ImportFileError
 from crm.importing.report import ImportReport, Merge, RowError
 from crm.importing.visits import VisitImporter
 
+# Importers that need no settings; crm.importing.bonuses.BonusImporter takes the expiry term.
 IMPORTERS: dict[str, Importer[Any]] = {
     "clients": ClientImporter(),
     "cars": CarImporter(),
@@ -22,6 +23,7 @@ __all__ = [
     "ImportContext",
     "ImportFileError",
     "ImportReport",
+    "Importer",
     "Merge",
     "RowError",
     "run_import",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from crm.importing.reader import CsvTable, Row
@@ -41,6 +42,7 @@ class ImportReport:
     ignored_columns: list[str] = field(default_factory=list)
     new_branches: list[str] = field(default_factory=list)
     unknown_kinds: Counter[str] = field(default_factory=Counter)
+    carried_over: Decimal = Decimal("0.00")  # bonuses: the sum of the opening balances written
     dry_run: bool = False
 
     @property
@@ -71,6 +73,9 @@ class ImportReport:
         if self.unknown_kinds:
             kinds = ", ".join(f"{k!r} x{n}" for k, n in self.unknown_kinds.most_common(10))
             notes.append(f"visit kinds not recognised, stored as 'other': {kinds}")
+        if self.kind == "bonuses":
+            carried = f"{self.carried_over:,.2f}".replace(",", " ")
+            notes.append(f"bonuses carried over: {carried}")
         for merge in self.merges[:20]:
             into = merge.into_external_id or f"#{merge.into_client_id}"
             notes.append(
