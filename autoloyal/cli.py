@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from autoloyal.app import masked_url, open_app
+from autoloyal.cli_bonuses import bonus_app, card_app
 from autoloyal.cli_messaging import campaign_app, template_app
 from autoloyal.cli_segments import segment_command
 from autoloyal.config import CONFIG_ENV, load_settings
@@ -37,6 +38,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(template_app, name="template")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(bonus_app, name="bonus")
+app.add_typer(card_app, name="card")
 app.command("segment")(segment_command)
 
 

@@ -15,6 +15,7 @@ from autoloyal.config import ConfigError, Settings
 from autoloyal.run import UnknownRole
 from crm.campaigns import CampaignError
 from crm.demo.load import DemoError
+from crm.errors import DomainError
 from crm.importing import ImportFileError
 from crm.segments import SegmentError
 from crm.templates import TemplateNotFound
@@ -37,6 +38,7 @@ USER_ERRORS = (
     PlanError,
     CampaignError,
     SegmentError,
+    DomainError,
 )
 
 # Soft wrap: a summary line piped to a script or a log stays one line.

@@ -88,6 +88,26 @@ async def find_client(session: AsyncSession, key: ClientKey, *, region: str = "R
     return found
 
 
+async def find_client_by_any(session: AsyncSession, text: str, *, region: str = "RU") -> int:
+    """The client staff mean by `text`: an external id, else a phone, else a card number,
+    else `#N` or `N`: the client's id in autoloyal (as segment listings show it)."""
+    text = text.strip()
+    found = await client_by_external_id(session, text)
+    if found is not None:
+        return found
+    for key in (ClientKey(phone=text), ClientKey(card=text)):
+        try:
+            return await find_client(session, key, region=region)
+        except DomainError:  # no such client, or the text is not a phone / card number
+            continue
+    own_id = text.removeprefix("#")
+    if own_id.isdecimal() and len(own_id) < 10:
+        found = await session.scalar(select(Client.id).where(Client.id == int(own_id)))
+        if found is not None:
+            return found
+    raise NotFound(f"no client with external id, phone, card or id {text!r}", field="client")
+
+
 async def client_by_external_id(session: AsyncSession, external_id: str) -> int | None:
     found = await session.scalar(select(Client.id).where(Client.external_id == external_id))
     if found is None:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, exists, func, literal, select, true
 from sqlalchemy.orm import aliased
 
+from crm.bonuses.ledger import live
 from crm.cars import same_name
 from crm.clock import years_before
 from crm.consent import ADVERTISING, ALL_CHANNELS
@@ -30,6 +31,7 @@ from crm.segments.base import (
     words,
     yes_no,
 )
+from storage.bonuses import BonusLot, BonusPosting
 from storage.models import Car, Client, ClientConsent, ClientTag, Visit
 from storage.sqlfunc import days_between, month_day, year_of
 
@@ -173,6 +175,13 @@ def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
         .where(Visit.client_id == Client.id, Visit.visited_on <= today)
         .scalar_subquery()
     )
+    bonus: Range | None = values["bonus"]
+    if bonus is not None:
+        held = _bonus_balance(today)
+        if bonus.low is not None:
+            where.append(held >= int(bonus.low * 100))
+        if bonus.high is not None:
+            where.append(held <= int(bonus.high * 100))
     spend: Range | None = values["spend"]
     if spend is not None:
         if spend.low is not None:
@@ -211,6 +220,16 @@ def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:
     )
 
 
+def _bonus_balance(today: date) -> ColumnElement[int]:
+    """The client's spendable bonuses on `today`, in kopecks (see crm.bonuses.ledger)."""
+    return (
+        select(func.coalesce(func.sum(cents(BonusPosting.amount)), 0))
+        .join(BonusLot, BonusLot.id == BonusPosting.lot_id)
+        .where(BonusPosting.client_id == Client.id, live(today))
+        .scalar_subquery()
+    )
+
+
 def _any(conditions: Any) -> ColumnElement[bool]:
     result: ColumnElement[bool] | None = None
     for condition in conditions:
@@ -229,6 +248,7 @@ FILTER = SegmentSpec(
         Param("year", "has a car built in these years", span(whole(1900, 2100)), None,
               "2015-2020"),
         Param("spend", "total spent, roubles, a range", span(roubles), None, "100000-"),
+        Param("bonus", "bonus balance today, a range", span(roubles), None, "1000-"),
         Param("last_visit_before", "last visit before this day", a_date),
         Param("last_visit_after", "last visit after this day", a_date),
         Param("tag", "has any of these tags", words, (), "fleet"),

@@ -1,0 +1,43 @@
+"""A client links their Telegram account (the client bot's /start with a shared contact)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.bonuses import BonusRules, Moved, grant_welcome
+from crm.clock import Moment
+from crm.errors import Conflict, NotFound
+from storage.models import Client
+from storage.outbox import ChannelUnreachable
+
+TELEGRAM = "telegram"
+
+
+async def link_telegram(
+    session: AsyncSession, rules: BonusRules, client_id: int, telegram_id: int, moment: Moment
+) -> Moved | None:
+    """Tie a Telegram account to the client and give the welcome bonus (once per client).
+
+    A Telegram account already tied to another client is a Conflict. A former "bot blocked"
+    mark is cleared: the client talks to the bot again, so the channel is worth trying.
+    Returns the welcome bonus credited now, or None (already given, or the program has none).
+    """
+    client = await session.get(Client, client_id)
+    if client is None:
+        raise NotFound(f"no client #{client_id}", field="client")
+    other = await session.scalar(
+        select(Client.id).where(Client.telegram_id == telegram_id, Client.id != client_id)
+    )
+    if other is not None:
+        raise Conflict("this Telegram account is linked to another client", field="telegram_id")
+    client.telegram_id = telegram_id
+    client.updated_at = moment.now
+    await session.execute(
+        delete(ChannelUnreachable).where(
+            ChannelUnreachable.client_id == client_id, ChannelUnreachable.channel == TELEGRAM
+        )
+    )
+    await session.flush()
+    welcome = await grant_welcome(session, rules, client_id, moment)
+    return None if welcome is None or welcome.repeated else welcome
