@@ -138,10 +138,11 @@ async def change_state(
     """Mark a card lost or withdrawn; the reason is required and kept with the date."""
     if state not in (LOST, WITHDRAWN):
         raise DomainError(f"a card can be marked {LOST} or {WITHDRAWN}, not {state!r}")
+    reason = _required(reason)
     card = await _get(session, number)
     _move(card, state)
     card.updated_at = now
-    _record(session, card, state, _required(reason), actor, now)
+    _record(session, card, state, reason, actor, now)
     await session.flush()
     return await describe(session, card)
 
@@ -152,18 +153,28 @@ async def replace(
     """Put a new card in the place of an issued or lost one: same holder, same pinned tier.
 
     The new card may be a produced one or a number never registered; the old card becomes
-    `replaced` and points at the new one.
+    `replaced` and points at the new one. A lost card whose holder has since been issued
+    another one cannot be replaced: they would hold two.
     """
     reason = _required(reason)
     old = await _get(session, number)
-    _move(old, REPLACED)
+    _check_move(old, REPLACED)
     new_number = card_number(new_number)
     new = await _find(session, new_number)
+    if new is not None and new.state != PRODUCED:
+        raise Conflict(
+            f"card {new_number} is {new.state}: only a new card can replace another", field="card"
+        )
+    if old.client_id is not None:
+        held = await _active(session, old.client_id)
+        if held is not None and held.id != old.id:
+            raise Conflict(
+                f"the holder of card {old.number} already holds card {held.number}", field="card"
+            )
     if new is None:
         new = _new_card(session, new_number, now)
         await session.flush()
-    elif new.state != PRODUCED:
-        raise Conflict(f"card {new_number} is {new.state}: only a new card can replace another")
+    _move(old, REPLACED)
     old.replaced_by_id = new.id
     old.updated_at = now
     _record(session, old, REPLACED, reason, actor, now)
@@ -209,6 +220,12 @@ def _new_card(session: AsyncSession, number: str, now: datetime) -> DiscountCard
 
 
 def _move(card: DiscountCard, state: str) -> None:
+    _check_move(card, state)
+    card.state = state
+
+
+def _check_move(card: DiscountCard, state: str) -> None:
+    """Refuse a change the lifecycle does not allow; checked before anything is changed."""
     if state not in _MOVES[card.state]:
         allowed = ", ".join(_MOVES[card.state]) or "nothing: its life is over"
         raise Conflict(
@@ -216,7 +233,6 @@ def _move(card: DiscountCard, state: str) -> None:
             f"(it can become {allowed})",
             field="card",
         )
-    card.state = state
 
 
 def _record(
