@@ -30,7 +30,9 @@ class BranchSpec(Protocol):
 
 
 def department_key(name: str) -> str:
-    return " ".join(name.replace("ё", "е").split()).casefold()
+    """The name case-folded, white space collapsed, cut to the key column's 128 characters
+    (case-folding can lengthen a name: "ß" becomes "ss")."""
+    return " ".join(name.replace("ё", "е").split()).casefold()[:128]
 
 
 async def sync_branches(

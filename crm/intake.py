@@ -23,7 +23,14 @@ from crm.clock import Moment
 from crm.consent import ADVERTISING, ALL_CHANNELS
 from crm.contacts import ContactError, normalize_email, normalize_phone
 from crm.errors import Conflict, DomainError, NotFound
-from crm.names import GenderError, gender_from_patronymic, parse_gender, split_full_name
+from crm.names import (
+    NAME_PART_MAX,
+    GenderError,
+    gender_from_patronymic,
+    parse_gender,
+    split_full_name,
+    too_long,
+)
 from storage.bonuses import DiscountCard
 from storage.models import Car, Client, ClientAlias, ClientConsent
 
@@ -64,13 +71,17 @@ class CarInput:
     sold_here: bool | None = None
 
 
-async def find_client(session: AsyncSession, key: ClientKey, *, region: str = "RU") -> int:
-    """The client's id by phone, card (any card they ever held) or external id (or alias)."""
+async def find_client(
+    session: AsyncSession, key: ClientKey, *, region: str = "RU", field: str | None = None
+) -> int:
+    """The client's id by phone, card (any card they ever held) or external id (or alias).
+
+    `field` names the input the key came from, for the error."""
     given = [name for name in ("phone", "card", "external_id") if getattr(key, name)]
     if len(given) != 1:
-        raise DomainError("give exactly one of phone, card, external_id", field="query")
+        raise DomainError("give exactly one of phone, card, external_id", field=field or "query")
     if key.phone:
-        phone = _phone(key.phone, region, "phone")
+        phone = _phone(key.phone, region, field or "phone")
         found = await session.scalar(select(Client.id).where(Client.phone == phone))
         what = f"phone {phone}"
     elif key.card:
@@ -84,7 +95,7 @@ async def find_client(session: AsyncSession, key: ClientKey, *, region: str = "R
         found = await client_by_external_id(session, key.external_id)
         what = f"external id {key.external_id!r}"
     if found is None:
-        raise NotFound(f"no client with {what}")
+        raise NotFound(f"no client with {what}", field=field)
     return found
 
 
@@ -117,10 +128,10 @@ async def client_by_external_id(session: AsyncSession, external_id: str) -> int 
     return found
 
 
-async def require_client(session: AsyncSession, external_id: str) -> int:
+async def require_client(session: AsyncSession, external_id: str, *, field: str = "client") -> int:
     found = await client_by_external_id(session, external_id)
     if found is None:
-        raise NotFound(f"no client with external id {external_id!r}", field="client")
+        raise NotFound(f"no client with external id {external_id!r}", field=field)
     return found
 
 
@@ -168,7 +179,7 @@ async def upsert_client(
     if data.card is not None:
         await _give_card(session, client_id, data.card, moment)
     if data.referred_by is not None:
-        referrer = await find_client(session, data.referred_by, region=region)
+        referrer = await find_client(session, data.referred_by, region=region, field="referred_by")
         await record_referral(session, client_id, referrer, moment)
     return client_id, created
 
@@ -179,6 +190,10 @@ def _client_values(data: ClientInput, region: str) -> dict[str, Any]:
         name = split_full_name(data.full_name)
         if name.is_empty:
             raise DomainError("the name is empty", field="full_name")
+        if too_long(name):
+            raise DomainError(
+                f"a name part is longer than {NAME_PART_MAX} characters", field="full_name"
+            )
         values |= {
             "last_name": name.last_name,
             "first_name": name.first_name,
@@ -286,7 +301,7 @@ async def upsert_car(
     if data.year is not None and not 1900 <= data.year <= moment.today.year + 1:
         raise DomainError(f"{data.year} is not a model year", field="year")
     if data.owner is not None:
-        values["client_id"] = await require_client(session, data.owner)
+        values["client_id"] = await require_client(session, data.owner, field="owner")
     car_id = await session.scalar(select(Car.id).where(Car.external_id == external_id))
     if car_id is None:
         if "client_id" not in values:

@@ -23,6 +23,9 @@ class GenderError(ValueError):
     """A gender word that cannot be understood."""
 
 
+NAME_PART_MAX = 128  # the client table's name columns
+
+
 @dataclass(frozen=True)
 class PersonName:
     last_name: str | None
@@ -53,6 +56,12 @@ def split_full_name(raw: str) -> PersonName:
     first = words[1] if len(words) > 1 else None
     middle = " ".join(words[2:]) if len(words) > 2 else None
     return PersonName(last, first, middle)
+
+
+def too_long(name: PersonName) -> bool:
+    """A part does not fit its column (a company's whole name is one part)."""
+    parts = (name.last_name, name.first_name, name.middle_name)
+    return any(len(part or "") > NAME_PART_MAX for part in parts)
 
 
 def _capitalize(word: str) -> str:

@@ -35,6 +35,8 @@ from storage.models import Car, Client
 Model = TypeVar("Model", bound=BaseModel)
 _EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(s.ExternalId)
 _MOVEMENTS: TypeAdapter[int] = TypeAdapter(s.Recent)
+_PHONE: TypeAdapter[str] = TypeAdapter(s.Phone)
+_CARD: TypeAdapter[str] = TypeAdapter(s.CardNumber)
 
 
 class BadRequest(DomainError):
@@ -104,11 +106,10 @@ class Api:
         return _json(answer)
 
     async def lookup(self, request: web.Request) -> web.Response:
-        query = request.query
         key = intake.ClientKey(
-            phone=query.get("phone") or None,
-            card=query.get("card") or None,
-            external_id=query.get("external_id") or None,
+            phone=_query_text(request, "phone", _PHONE),
+            card=_query_text(request, "card", _CARD),
+            external_id=_query_text(request, "external_id", _EXTERNAL_ID),
         )
         async with self.reading() as session:
             client_id = await intake.find_client(session, key, region=self.region)
@@ -298,6 +299,15 @@ def _query_int(request: web.Request, name: str, adapter: TypeAdapter[int], defau
         return default
     try:
         return adapter.validate_python(request.query[name], strict=False)
+    except ValidationError as exc:
+        raise BadRequest(f"{name}: {_reason(exc.errors()[0])}", field=name) from None
+
+
+def _query_text(request: web.Request, name: str, adapter: TypeAdapter[str]) -> str | None:
+    if not request.query.get(name):
+        return None
+    try:
+        return adapter.validate_python(request.query[name])
     except ValidationError as exc:
         raise BadRequest(f"{name}: {_reason(exc.errors()[0])}", field=name) from None
 

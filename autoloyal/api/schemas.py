@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 # No control characters: PostgreSQL refuses NUL in text, and no name needs a tab.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -26,11 +26,23 @@ def line(max_length: int) -> StringConstraints:
 
 
 ExternalId = Annotated[str, line(64)]
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
-Positive = Annotated[Decimal, Field(gt=0, le=Decimal("999999999999.99"), decimal_places=2)]
-SignedMoney = Annotated[
-    Decimal, Field(ge=Decimal("-999999999999.99"), le=Decimal("999999999999.99"), decimal_places=2)
-]
+
+
+def _a_number(value: object) -> object:
+    """Sums come as JSON numbers or strings. Anything else is refused here: a JSON array
+    would otherwise reach Decimal() as a tuple and be read as (sign, digits, exponent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError("expected a number or a numeric string")
+    return value
+
+
+Number = BeforeValidator(_a_number)
+MAX = Decimal("999999999999.99")  # Numeric(14, 2)
+Money = Annotated[Decimal, Number, Field(ge=0, le=MAX, decimal_places=2)]
+Positive = Annotated[Decimal, Number, Field(gt=0, le=MAX, decimal_places=2)]
+SignedMoney = Annotated[Decimal, Number, Field(ge=-MAX, le=MAX, decimal_places=2)]
+Phone = Annotated[str, line(32)]
+CardNumber = Annotated[str, line(40)]
 Recent = Annotated[int, Field(ge=0, le=100)]
 Km = Annotated[int, Field(ge=0, le=3_000_000)]
 

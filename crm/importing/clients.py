@@ -26,7 +26,13 @@ from crm.importing.base import ImportContext, Rejects, read
 from crm.importing.reader import Columns, Row
 from crm.importing.report import ImportReport, Merge, RowError
 from crm.importing.values import parse_bool, parse_date, parse_int, parse_text
-from crm.names import gender_from_patronymic, parse_gender, split_full_name
+from crm.names import (
+    NAME_PART_MAX,
+    gender_from_patronymic,
+    parse_gender,
+    split_full_name,
+    too_long,
+)
 from storage.bulk import insert_returning_ids, insert_rows
 from storage.models import Client, ClientAlias, ClientConsent
 
@@ -70,6 +76,8 @@ class ClientImporter:
 
     def parse(self, row: Row, ctx: ImportContext) -> ClientRow:
         name = split_full_name(row.cells.get("full_name", ""))
+        if too_long(name):
+            raise RowError("full_name", f"a name part is longer than {NAME_PART_MAX} characters")
         gender = read(row, "gender", parse_gender) or gender_from_patronymic(name.middle_name)
         birthday = read(row, "birthday", parse_date, today=ctx.today)
         if birthday is not None and not date(1900, 1, 1) <= birthday <= ctx.today:
