@@ -431,3 +431,24 @@ async def test_a_dry_run_reports_what_the_import_would_do_and_keeps_nothing(
     assert await clients(db) == []
     real = await run_import(IMPORTERS["clients"], path, db.sessions, context)
     assert (real.imported, real.merged, real.rejected) == (9, 1, 1)
+
+
+async def test_a_name_longer_than_its_column_is_a_rejected_row_not_a_failed_batch(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    company = "ООО «" + "Северо-Западная транспортная компания " * 4 + "»"  # 158 characters
+    path = write_csv(
+        tmp_path / "clients.csv",
+        HEADER,
+        [
+            ["C1", company, "", "", "", "", "", ""],
+            ["C2", "Петрова Анна Сергеевна", "8 916 1234567", "", "", "", "", ""],
+        ],
+    )
+
+    report = await import_file(db, clock, "clients", path)
+
+    assert (report.imported, report.rejected) == (1, 1)
+    assert [c.external_id for c in await clients(db)] == ["C2"]
+    (rejected,) = read_csv(path.with_suffix(".rejects.csv"))[1:]
+    assert "full_name: a name part is longer than 128 characters" in rejected[-1]
