@@ -7,8 +7,10 @@ days, pay at most 30 % of a bill, and a referral gives both sides 500.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -420,6 +422,33 @@ async def test_a_redemption_is_accepted_with_201_and_the_balance_left(
         "ref": "POS-1",
         "repeated": False,
     }
+
+
+async def test_twenty_tills_redeeming_at_once_never_overdraw_the_account(
+    api: ApiClient, ivan: int, db: Database
+) -> None:
+    """The race over HTTP: 20 concurrent requests of 500 all-or-nothing against a balance
+    that covers 5 of them. On SQLite the API's writes take turns; on PostgreSQL they run
+    at once and the account's row lock orders them."""
+    await earn(api, "83400")  # 3 % of 83 400 = 2 502 bonuses: five payments of 500, and 2 left
+
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                "/clients/C1/redemptions",
+                {"amount": "500", "bill": "10000", "ref": f"TILL-{n}", "allow_partial": False},
+            )
+            for n in range(20)
+        )
+    )
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201] * 5 + [409] * 15, [a.body for a in answers]
+    assert {a.body["error"]["code"] for a in answers if a.status == 409} == {"insufficient_balance"}
+    left = sorted(Decimal(a.body["balance"]) for a in answers if a.status == 201)
+    assert left == [Decimal(n) for n in (2, 502, 1002, 1502, 2002)]  # one after another
+    final = await api.get("/clients/C1/bonuses")
+    assert final.body["balance"] == "2.00"
 
 
 async def test_bonuses_pay_at_most_30_percent_of_the_bill(api: ApiClient, ivan: int) -> None:
