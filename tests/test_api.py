@@ -424,6 +424,19 @@ async def test_a_redemption_is_accepted_with_201_and_the_balance_left(
     }
 
 
+async def test_work_orders_of_one_client_posted_at_once_all_land(api: ApiClient, ivan: int) -> None:
+    """Each posting inserts a visit (a key-share lock on the client row, for the foreign
+    key) and then locks the client's bonus account: that lock must not wait for the other
+    postings' key-share locks, or two postings deadlock on PostgreSQL."""
+    answers = await asyncio.gather(
+        *(api.post("/visits", work_order(f"WO-{n}", "1000.00")) for n in range(12))
+    )
+
+    assert [a.status for a in answers] == [201] * 12, [a.body for a in answers]
+    final = await api.get("/clients/C1/bonuses")
+    assert final.body["balance"] == "360.00"  # 12 x 3 % of 1 000
+
+
 async def test_twenty_tills_redeeming_at_once_never_overdraw_the_account(
     api: ApiClient, ivan: int, db: Database
 ) -> None:

@@ -86,12 +86,15 @@ def live(today: date) -> ColumnElement[bool]:
 async def lock_account(session: AsyncSession, client_id: int) -> None:
     """Take the client's account for this transaction; NotFound when there is no client.
 
-    PostgreSQL: the client row is locked FOR UPDATE until commit, and a second writer waits
+    PostgreSQL: the client row is locked FOR NO KEY UPDATE until commit; a second writer waits
     here. SQLite: write transactions begin IMMEDIATE and so already run one at a time.
     """
     query = select(Client.id).where(Client.id == client_id)
     if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update()
+        # NO KEY UPDATE: inserting a visit or a card of this client takes a KEY SHARE lock on
+        # the row (the foreign key check), which a plain FOR UPDATE would wait for: two
+        # work orders of one client in flight at once deadlocked.
+        query = query.with_for_update(key_share=True)
     if await session.scalar(query) is None:
         raise NotFound(f"no client #{client_id}", field="client")
 
