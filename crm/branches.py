@@ -103,6 +103,11 @@ class BranchResolver:
         rows = await session.execute(select(BranchDepartment.key, BranchDepartment.branch_id))
         return cls({key: branch_id for key, branch_id in rows}, default_id)
 
+    def knows(self, department: str | None) -> bool:
+        """The department maps to a known branch (an empty one to the default)."""
+        key = department_key(department or "")
+        return not key or key in self._departments
+
     async def resolve(self, session: AsyncSession, department: str | None, now: datetime) -> int:
         key = department_key(department or "")
         if not key:

@@ -13,7 +13,7 @@ from crm.context import CarFacts, ClientFacts
 from crm.segments import SegmentQuery
 from storage.models import Car, Client, OdometerReading, Visit
 
-_FACTS = (
+FACT_COLUMNS = (  # in the order of ClientFacts' fields
     Client.id,
     Client.first_name,
     Client.middle_name,
@@ -31,7 +31,7 @@ async def client_facts(
     session: AsyncSession, client_id: int
 ) -> tuple[ClientFacts, CarFacts | None] | None:
     """One client with their latest car, or None when there is no such client."""
-    row = (await session.execute(select(*_FACTS).where(Client.id == client_id))).first()
+    row = (await session.execute(select(*FACT_COLUMNS).where(Client.id == client_id))).first()
     if row is None:
         return None
     cars = await latest_cars(session, [client_id])
@@ -53,7 +53,7 @@ async def client_pages(
         clients = [
             ClientFacts(*cast(tuple[Any, ...], row))
             for row in await connection.execute(
-                select(*_FACTS)
+                select(*FACT_COLUMNS)
                 .where(Client.id > last_id, exists().where(members.c[0] == Client.id))
                 .order_by(Client.id)
                 .limit(size)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.context import CompanyInfo, message_context, reachable_channels
+from crm.context import CarFacts, ClientFacts, CompanyInfo, message_context, reachable_channels
 from crm.recipients import client_facts
 from crm.templates import TemplateLibrary
 from gateway.consent import SERVICE
@@ -52,15 +52,19 @@ async def invite_to_survey(
     branch_id: int | None,
     now: datetime,
     today: date,
+    client: ClientFacts | None = None,
+    car: CarFacts | None = None,
 ) -> Invitation:
-    """Queue the invitation to rate this visit, in the caller's transaction."""
+    """Queue the invitation to rate this visit, in the caller's transaction; `client` and
+    `car` save reading them again when the caller has them."""
     if invites.link is None:
         return Invitation(None, "no client bot to answer in: set [telegram] bot_username")
     if (today - visited_on).days > invites.max_visit_age_days:
         return Invitation(None, f"the visit is older than {invites.max_visit_age_days} days")
-    found = await client_facts(session, client_id)
-    assert found is not None, "the visit's client exists in the same transaction"
-    client, car = found
+    if client is None:
+        found = await client_facts(session, client_id)
+        assert found is not None, "the visit's client exists in the same transaction"
+        client, car = found
     channels = reachable_channels(client, invites.plan)
     if not channels:
         return Invitation(None, "the client has no address on " + ", ".join(invites.plan))

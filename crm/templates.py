@@ -58,6 +58,8 @@ class TemplateLibrary:
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
         self._compiled: dict[tuple[str, str, str], MessageTemplate] = {}
+        self._sources: dict[Path, tuple[int, str]] = {}
+        self._listing: tuple[tuple[int, ...], list[tuple[str, Path]]] | None = None
 
     async def get(self, session: AsyncSession, name: str) -> MessageTemplate:
         """The template in force under `name`, compiled; TemplateProblem when it is broken.
@@ -66,13 +68,23 @@ class TemplateLibrary:
         again is skipped while it is unchanged, which matters to a job or an API request
         that sends one message at a time.
         """
-        stored = await session.get(StoredTemplate, name)
+        stored = await session.scalar(
+            select(StoredTemplate.source).where(StoredTemplate.name == name)
+        )
         if stored is not None:
-            return self._compile(name, stored.source, DATABASE)
+            return self._compile(name, stored, DATABASE)
         for origin, source in self._files():
             if source.stem == name:
-                return self._compile(name, read_source(name, source), origin)
+                return self._compile(name, self._read(name, source), origin)
         raise TemplateNotFound(name)
+
+    def _read(self, name: str, path: Path) -> str:
+        """A file template's text, read again only when the file changed."""
+        changed = path.stat().st_mtime_ns
+        known = self._sources.get(path)
+        if known is None or known[0] != changed:
+            known = self._sources[path] = (changed, read_source(name, path))
+        return known[1]
 
     def _compile(self, name: str, source: str, origin: str) -> MessageTemplate:
         key = (name, origin, source)
@@ -147,10 +159,16 @@ class TemplateLibrary:
         return True
 
     def _files(self) -> list[tuple[str, Path]]:
-        """(origin, path) of file templates, the dealer's folder first."""
-        found: list[tuple[str, Path]] = []
-        if self.folder is not None and self.folder.is_dir():
-            found += [(str(self.folder), path) for path in sorted(self.folder.glob("*.j2"))]
+        """(origin, path) of file templates, the dealer's folder first; listed again only
+        when a folder changed (a file added or removed)."""
         with resources.as_file(resources.files("templates")) as built_in:
-            found += [(BUILT_IN, path) for path in sorted(Path(built_in).glob("*.j2"))]
-        return found
+            folders = [(BUILT_IN, Path(built_in))]
+        if self.folder is not None and self.folder.is_dir():
+            folders.insert(0, (str(self.folder), self.folder))
+        stamp = tuple(folder.stat().st_mtime_ns for _, folder in folders)
+        if self._listing is None or self._listing[0] != stamp:
+            found = [
+                (origin, path) for origin, folder in folders for path in sorted(folder.glob("*.j2"))
+            ]
+            self._listing = (stamp, found)
+        return self._listing[1]

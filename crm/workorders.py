@@ -12,22 +12,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bonuses import BonusRules, Moved, VisitFacts, accrue_for_visit, balance, reward_referral
+from crm.bonuses import BonusRules, Moved, VisitFacts, balance
+from crm.bonuses.visits import reward_new_visit
 from crm.branches import BranchResolver
 from crm.cards import Standing, standing
 from crm.clock import Moment
-from crm.errors import Conflict, DomainError
+from crm.context import CarFacts, ClientFacts
+from crm.errors import Conflict, DomainError, NotFound
 from crm.intake import require_car, require_client
+from crm.recipients import FACT_COLUMNS
 from crm.surveys import Invitation, SurveyInvites, invite_to_survey
 from crm.visits import visit_kind
 from storage.bonuses import BonusLot, BonusMovement
-from storage.models import OdometerReading, Visit
+from storage.bulk import table_of
+from storage.models import Car, Client, OdometerReading, Visit
 
 ODOMETER_MAX = 3_000_000
+
+# Built once: a work order runs these hundreds of times a second, and building a statement
+# costs more than SQLite takes to run it.
+_VISIT_BY_NUMBER = select(Visit.id).where(Visit.external_id == bindparam("number"))
+_CLIENT_BY_EXTERNAL_ID = select(*FACT_COLUMNS).where(Client.external_id == bindparam("external_id"))
+_CAR_BY_EXTERNAL_ID = select(Car.id, Car.make, Car.model, Car.year, Car.plate, Car.vin).where(
+    Car.external_id == bindparam("external_id")
+)
+_INSERT_VISIT = insert(table_of(Visit)).returning(table_of(Visit).c.id)
+_INSERT_READING = insert(table_of(OdometerReading))
 API_SOURCE = "api"
 VISIT_SOURCE = "visit"
 
@@ -64,74 +79,106 @@ async def post_visit(
     invites: SurveyInvites | None,
     data: VisitInput,
     moment: Moment,
+    *,
+    branches: BranchResolver | None = None,
 ) -> VisitOutcome:
-    """Record a closed work order with everything that follows from it (see the module)."""
+    """Record a closed work order with everything that follows from it (see the module).
+
+    `branches`: a resolver loaded earlier, used while it knows the visit's department (the
+    dealer's departments rarely change); else the branches are read again.
+    """
     if data.visited_on > moment.today:
         raise DomainError(f"{data.visited_on} is in the future", field="visited_on")
     if data.amount < 0:
         raise DomainError("the amount cannot be negative", field="amount")
     if data.odometer is not None and not 0 <= data.odometer <= ODOMETER_MAX:
         raise DomainError(f"{data.odometer} km is not an odometer reading", field="odometer")
-    client_id = await require_client(session, data.client)
-    car_id = None if data.car is None else (await require_car(session, data.car))[0]
+    client = await _client(session, data.client)
+    car_id, car = (None, None) if data.car is None else await _car(session, data.car, data.odometer)
     kind = visit_kind(data.kind or "")[0]
-    existing = await session.scalar(select(Visit).where(Visit.external_id == data.external_id))
-    if existing is not None:
-        return await _repeated(session, rules, existing, data, client_id, car_id, kind, moment)
-    branches = await BranchResolver.load(session)
-    visit = Visit(
-        external_id=data.external_id,
-        client_id=client_id,
-        car_id=car_id,
-        branch_id=await branches.resolve(session, data.department, moment.now),
-        department=data.department,
-        visited_on=data.visited_on,
-        odometer=data.odometer,
-        amount=data.amount,
-        margin=data.margin,
-        kind=kind,
-        created_at=moment.now,
-        updated_at=moment.now,
+    existing_id = await session.scalar(_VISIT_BY_NUMBER, {"number": data.external_id})
+    if existing_id is not None:
+        existing = await session.get_one(Visit, existing_id)
+        return await _repeated(session, rules, existing, data, client.id, car_id, kind, moment)
+    if branches is None or not branches.knows(data.department):
+        branches = await BranchResolver.load(session)
+    branch_id = await branches.resolve(session, data.department, moment.now)
+    visit_id = await session.scalar(
+        _INSERT_VISIT,
+        dict(
+            external_id=data.external_id,
+            client_id=client.id,
+            car_id=car_id,
+            branch_id=branch_id,
+            department=data.department,
+            visited_on=data.visited_on,
+            odometer=data.odometer,
+            amount=data.amount,
+            margin=data.margin,
+            kind=kind,
+            created_at=moment.now,
+            updated_at=moment.now,
+        ),
     )
-    session.add(visit)
-    await session.flush()
+    assert visit_id is not None
     if car_id is not None and data.odometer:
-        session.add(
-            OdometerReading(
+        await session.execute(
+            _INSERT_READING,
+            dict(
                 car_id=car_id,
                 read_on=data.visited_on,
                 km=data.odometer,
                 source=VISIT_SOURCE,
-                visit_id=visit.id,
+                visit_id=visit_id,
                 created_at=moment.now,
-            )
+            ),
         )
-    facts = VisitFacts(visit.id, client_id, data.external_id, kind, data.amount, visit.branch_id)
-    accrued = await accrue_for_visit(session, rules, facts, moment)
-    referral = await reward_referral(session, rules, facts, moment)
+    facts = VisitFacts(visit_id, client.id, data.external_id, kind, data.amount, branch_id)
+    reward = await reward_new_visit(session, rules, facts, data.visited_on, moment)
     survey = None
     if invites is not None:
         survey = await invite_to_survey(
             session,
             invites,
-            visit_id=visit.id,
-            client_id=client_id,
+            visit_id=visit_id,
+            client_id=client.id,
             visited_on=data.visited_on,
-            branch_id=visit.branch_id,
+            branch_id=branch_id,
             now=moment.now,
             today=moment.today,
+            client=client,
+            car=car,
         )
     return VisitOutcome(
-        visit.id,
-        client_id,
+        visit_id,
+        client.id,
         True,
         kind,
-        accrued,
-        tuple(referral),
+        reward.accrued,
+        reward.referral,
         survey,
-        await balance(session, client_id, moment.today),
-        await standing(session, rules.ladder, client_id, moment.today),
+        reward.balance,
+        reward.standing,
     )
+
+
+async def _client(session: AsyncSession, external_id: str) -> ClientFacts:
+    """The work order's client, with what its messages need, in one read."""
+    row = (await session.execute(_CLIENT_BY_EXTERNAL_ID, {"external_id": external_id})).first()
+    if row is None:  # an id merged into another client
+        client_id = await require_client(session, external_id)
+        row = (await session.execute(select(*FACT_COLUMNS).where(Client.id == client_id))).one()
+    return ClientFacts(*cast(tuple[Any, ...], row))
+
+
+async def _car(
+    session: AsyncSession, external_id: str, odometer: int | None
+) -> tuple[int, CarFacts]:
+    row = (await session.execute(_CAR_BY_EXTERNAL_ID, {"external_id": external_id})).first()
+    if row is None:
+        raise NotFound(f"no car with external id {external_id!r}", field="car")
+    car_id, make, model, year, plate, vin = row
+    return car_id, CarFacts(make, model, year, plate, vin, odometer)
 
 
 async def _repeated(

@@ -60,7 +60,11 @@ def make_api(app: App) -> web.Application:
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")
 
+    async def close(_: web.Application) -> None:
+        await api.close()
+
     sub = web.Application(middlewares=[guard])
+    sub.on_cleanup.append(close)
     router = sub.router
     router.add_get("/openapi.json", openapi)
     router.add_put("/clients/{external_id}", api.upsert_client)

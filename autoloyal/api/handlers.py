@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from autoloyal.api import schemas as s
 from autoloyal.app import App
@@ -26,10 +26,11 @@ from autoloyal.messaging import template_library
 from autoloyal.rules import bonus_rules, survey_invites
 from crm import intake, workorders
 from crm.bonuses import account, balance, redeem
+from crm.branches import BranchResolver
 from crm.cards import CardInfo, Standing, active_card, standing
 from crm.clock import Moment
 from crm.errors import DomainError
-from storage import make_session_factory, read_only
+from storage import create_engine, make_session_factory, read_only
 from storage.models import Car, Client
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -54,7 +55,16 @@ class Api:
         self.region = settings.company.country
         self.tz = settings.company.tz
         self.readers = make_session_factory(read_only(app.engine))
-        self._write_turns = asyncio.Lock() if app.engine.dialect.name == "sqlite" else None
+        self.writers = app.sessions
+        self._write_turns: asyncio.Lock | None = None
+        self._own_engine: AsyncEngine | None = None
+        if app.engine.dialect.name == "sqlite":
+            # Short transactions, one at a time: their statements run on the loop's thread.
+            self._own_engine = create_engine(settings.database.url, short_writes=True)
+            self.writers = make_session_factory(self._own_engine)
+            self._write_turns = asyncio.Lock()
+        # Departments known at the last work order; read again when one is not known.
+        self._branches: BranchResolver | None = None
 
     def moment(self) -> Moment:
         return Moment.of(self.app.clock, self.tz)
@@ -62,8 +72,12 @@ class Api:
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         turn: AbstractAsyncContextManager[Any] = self._write_turns or nullcontext()
-        async with turn, self.app.sessions() as session, session.begin():
+        async with turn, self.writers() as session, session.begin():
             yield session
+
+    async def close(self) -> None:
+        if self._own_engine is not None:
+            await self._own_engine.dispose()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -216,10 +230,18 @@ class Api:
     async def post_visit(self, request: web.Request) -> web.Response:
         body = await _body(request, s.VisitIn)
         data = workorders.VisitInput(**body.model_dump())
+        cached, self._branches = self._branches, None
         async with self.writing() as session:
-            done = await workorders.post_visit(
-                session, self.rules, self.invites, data, self.moment()
+            branches = (
+                cached
+                if cached is not None and cached.knows(data.department)
+                else await BranchResolver.load(session)
             )
+            done = await workorders.post_visit(
+                session, self.rules, self.invites, data, self.moment(), branches=branches
+            )
+        if not branches.created:  # kept only when it made no branch this transaction
+            self._branches = branches
         accrued = done.accrued
         referral = sum(
             (m.amount for m in done.referral if m.client_id == done.client_id), Decimal("0.00")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Moment
 from crm.errors import Conflict, DomainError, NotFound
 from storage.bonuses import BonusLot, BonusMovement, BonusPosting
-from storage.bulk import insert_rows
+from storage.bulk import insert_rows, table_of
 from storage.models import Client
 
 ACCRUAL = "accrual"
@@ -36,6 +36,11 @@ EXPIRY = "expiry"
 KINDS = (ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, EXPIRY)
 
 ZERO = Decimal("0.00")
+
+# Built once (Core tables, not the ORM): every work order writes a movement, a lot, a posting.
+_INSERT_MOVEMENT = insert(table_of(BonusMovement)).returning(table_of(BonusMovement).c.id)
+_INSERT_LOT = insert(table_of(BonusLot)).returning(table_of(BonusLot).c.id)
+_INSERT_POSTING = insert(table_of(BonusPosting))
 CENT = Decimal("0.01")
 
 
@@ -83,12 +88,15 @@ def live(today: date) -> ColumnElement[bool]:
     return or_(BonusLot.expires_on.is_(None), BonusLot.expires_on > today)
 
 
-async def lock_account(session: AsyncSession, client_id: int) -> None:
+async def lock_account(session: AsyncSession, client_id: int, *, known: bool = False) -> None:
     """Take the client's account for this transaction; NotFound when there is no client.
 
     PostgreSQL: the client row is locked FOR NO KEY UPDATE until commit; a second writer waits
-    here. SQLite: write transactions begin IMMEDIATE and so already run one at a time.
+    here. SQLite: write transactions begin IMMEDIATE and so already run one at a time; with
+    `known` (the caller has just read the client) there is nothing left to do.
     """
+    if known and session.get_bind().dialect.name == "sqlite":
+        return
     query = select(Client.id).where(Client.id == client_id)
     if session.get_bind().dialect.name != "sqlite":
         # NO KEY UPDATE: inserting a visit or a card of this client takes a KEY SHARE lock on
@@ -139,31 +147,37 @@ async def credit(
     moment: Moment,
     *,
     valid_days: int | None,
+    locked: bool = False,
 ) -> Moved:
-    """Add bonuses as a new lot, usable for `valid_days` days from today (None or 0: forever)."""
+    """Add bonuses as a new lot, usable for `valid_days` days from today (None or 0: forever).
+
+    `locked`: the caller holds the account lock and knows `entry.ref` is new (it names a
+    record made in this transaction); the unique reference still guards it.
+    """
     amount = money(entry.amount)
     if amount <= 0:
         raise DomainError(f"a credit must be positive, not {amount}", field="amount")
-    await lock_account(session, client_id)
-    if (found := await repeated(session, entry.ref, client_id, (entry.kind,))) is not None:
-        return found
-    movement = await _write_movement(session, client_id, entry, amount, moment)
+    if not locked:
+        await lock_account(session, client_id)
+        if (found := await repeated(session, entry.ref, client_id, (entry.kind,))) is not None:
+            return found
+    movement_id = await _write_movement(session, client_id, entry, amount, moment)
     expires_on = moment.today + timedelta(days=valid_days) if valid_days else None
-    lot = BonusLot(
-        client_id=client_id,
-        movement_id=movement.id,
-        amount=amount,
-        earned_on=moment.today,
-        expires_on=expires_on,
+    lot_id = await session.scalar(
+        _INSERT_LOT,
+        {
+            "client_id": client_id,
+            "movement_id": movement_id,
+            "amount": amount,
+            "earned_on": moment.today,
+            "expires_on": expires_on,
+        },
     )
-    session.add(lot)
-    await session.flush()
-    await insert_rows(
-        session,
-        BonusPosting,
-        [{"movement_id": movement.id, "lot_id": lot.id, "client_id": client_id, "amount": amount}],
+    await session.execute(
+        _INSERT_POSTING,
+        {"movement_id": movement_id, "lot_id": lot_id, "client_id": client_id, "amount": amount},
     )
-    return Moved(movement.id, client_id, entry.kind, amount, expires_on)
+    return Moved(movement_id, client_id, entry.kind, amount, expires_on)
 
 
 async def debit(session: AsyncSession, client_id: int, entry: Entry, moment: Moment) -> Moved:
@@ -176,18 +190,18 @@ async def debit(session: AsyncSession, client_id: int, entry: Entry, moment: Mom
     available = sum((left for _, left in lots), ZERO)
     if available < amount:
         raise InsufficientBonuses(f"the balance is {available}, less than {amount}", field="amount")
-    movement = await _write_movement(session, client_id, entry, -amount, moment)
+    movement_id = await _write_movement(session, client_id, entry, -amount, moment)
     postings, rest = [], amount
     for lot_id, left in lots:
         take = min(left, rest)
         postings.append(
-            {"movement_id": movement.id, "lot_id": lot_id, "client_id": client_id, "amount": -take}
+            {"movement_id": movement_id, "lot_id": lot_id, "client_id": client_id, "amount": -take}
         )
         rest -= take
         if rest == 0:
             break
     await insert_rows(session, BonusPosting, postings)
-    return Moved(movement.id, client_id, entry.kind, -amount, None)
+    return Moved(movement_id, client_id, entry.kind, -amount, None)
 
 
 async def expire_client(session: AsyncSession, client_id: int, moment: Moment) -> Decimal:
@@ -202,18 +216,10 @@ async def expire_client(session: AsyncSession, client_id: int, moment: Moment) -
     total = ZERO
     for lot_id, left in due:
         entry = Entry(EXPIRY, left, ref=f"expiry:{lot_id}", reason="срок действия истёк")
-        movement = await _write_movement(session, client_id, entry, -left, moment)
-        await insert_rows(
-            session,
-            BonusPosting,
-            [
-                {
-                    "movement_id": movement.id,
-                    "lot_id": lot_id,
-                    "client_id": client_id,
-                    "amount": -left,
-                }
-            ],
+        movement_id = await _write_movement(session, client_id, entry, -left, moment)
+        await session.execute(
+            _INSERT_POSTING,
+            {"movement_id": movement_id, "lot_id": lot_id, "client_id": client_id, "amount": -left},
         )
         total += left
     return total
@@ -256,20 +262,23 @@ async def _remaining(
 
 async def _write_movement(
     session: AsyncSession, client_id: int, entry: Entry, amount: Decimal, moment: Moment
-) -> BonusMovement:
-    movement = BonusMovement(
-        client_id=client_id,
-        kind=entry.kind,
-        amount=amount,
-        external_ref=entry.ref,
-        visit_id=entry.visit_id,
-        work_order=entry.work_order,
-        bill=entry.bill,
-        branch_id=entry.branch_id,
-        reason=entry.reason,
-        actor=entry.actor,
-        created_at=moment.now,
+) -> int:
+    """Insert the movement (Core, not the ORM: a work order writes one per request)."""
+    movement_id: int | None = await session.scalar(
+        _INSERT_MOVEMENT,
+        {
+            "client_id": client_id,
+            "kind": entry.kind,
+            "amount": amount,
+            "external_ref": entry.ref,
+            "visit_id": entry.visit_id,
+            "work_order": entry.work_order,
+            "bill": entry.bill,
+            "branch_id": entry.branch_id,
+            "reason": entry.reason,
+            "actor": entry.actor,
+            "created_at": moment.now,
+        },
     )
-    session.add(movement)
-    await session.flush()
-    return movement
+    assert movement_id is not None
+    return movement_id

@@ -38,7 +38,7 @@ from crm.bonuses.ledger import (
     money,
     repeated,
 )
-from crm.cards.tiers import TierLadder, standing
+from crm.cards.tiers import Tier, TierLadder, standing
 from crm.clock import Moment
 from crm.errors import Conflict, DomainError
 from storage.bonuses import BonusMovement, Referral
@@ -93,11 +93,22 @@ async def accrue_for_visit(
             session, rules.ladder, visit.client_id, moment.today, excluding_visit=visit.id
         )
     ).tier
-    paid = visit.amount - await redeemed_for(session, visit.external_id)
-    earned = (max(paid, ZERO) * tier.accrual_percent / 100).quantize(ONE, rounding=ROUND_DOWN)
+    entry = accrual(rules, visit, tier, await redeemed_for(session, visit.external_id))
+    if entry is None:
+        return None
+    return await credit(session, visit.client_id, entry, moment, valid_days=rules.expire_after_days)
+
+
+def accrual(rules: BonusRules, visit: VisitFacts, tier: Tier, redeemed: Decimal) -> Entry | None:
+    """The accrual a visit earns at `tier` when `redeemed` bonuses paid part of its bill:
+    the tier's percent of what was paid in money, whole bonuses rounded down."""
+    if visit.kind in rules.no_accrual_kinds or visit.amount <= 0:
+        return None
+    paid = max(visit.amount - redeemed, ZERO)
+    earned = (paid * tier.accrual_percent / 100).quantize(ONE, rounding=ROUND_DOWN)
     if earned <= 0:
         return None
-    entry = Entry(
+    return Entry(
         ACCRUAL,
         earned,
         ref=f"visit:{visit.id}",
@@ -106,7 +117,6 @@ async def accrue_for_visit(
         branch_id=visit.branch_id,
         reason=f"{tier.name}: {tier.accrual_percent.normalize():f} %",
     )
-    return await credit(session, visit.client_id, entry, moment, valid_days=rules.expire_after_days)
 
 
 async def redeemed_for(session: AsyncSession, work_order: str | None) -> Decimal:
