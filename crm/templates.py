@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def read_source(name: str, path: Path) -> str:
         ) from None
     except OSError as exc:
         raise TemplateProblem(name, f"cannot read {path}: {exc.strerror}") from None
+
+
+@cache
+def _built_in_folder() -> Path:
+    """The built-in templates' folder (the package is installed as files, not zipped)."""
+    with resources.as_file(resources.files("templates")) as folder:
+        return Path(folder)
 
 
 class TemplateLibrary:
@@ -161,8 +169,7 @@ class TemplateLibrary:
     def _files(self) -> list[tuple[str, Path]]:
         """(origin, path) of file templates, the dealer's folder first; listed again only
         when a folder changed (a file added or removed)."""
-        with resources.as_file(resources.files("templates")) as built_in:
-            folders = [(BUILT_IN, Path(built_in))]
+        folders = [(BUILT_IN, _built_in_folder())]
         if self.folder is not None and self.folder.is_dir():
             folders.insert(0, (str(self.folder), self.folder))
         stamp = tuple(folder.stat().st_mtime_ns for _, folder in folders)

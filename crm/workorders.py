@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bonuses import BonusRules, Moved, VisitFacts, balance
@@ -36,12 +37,16 @@ ODOMETER_MAX = 3_000_000
 
 # Built once: a work order runs these hundreds of times a second, and building a statement
 # costs more than SQLite takes to run it.
-_VISIT_BY_NUMBER = select(Visit.id).where(Visit.external_id == bindparam("number"))
 _CLIENT_BY_EXTERNAL_ID = select(*FACT_COLUMNS).where(Client.external_id == bindparam("external_id"))
 _CAR_BY_EXTERNAL_ID = select(Car.id, Car.make, Car.model, Car.year, Car.plate, Car.vin).where(
     Car.external_id == bindparam("external_id")
 )
-_INSERT_VISIT = insert(table_of(Visit)).returning(table_of(Visit).c.id)
+_INSERT_VISIT = {  # a work order posted before inserts nothing, and answers as before
+    name: dialect.insert(table_of(Visit))
+    .on_conflict_do_nothing(index_elements=["external_id"])
+    .returning(table_of(Visit).c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 _INSERT_READING = insert(table_of(OdometerReading))
 API_SOURCE = "api"
 VISIT_SOURCE = "visit"
@@ -96,15 +101,11 @@ async def post_visit(
     client = await _client(session, data.client)
     car_id, car = (None, None) if data.car is None else await _car(session, data.car, data.odometer)
     kind = visit_kind(data.kind or "")[0]
-    existing_id = await session.scalar(_VISIT_BY_NUMBER, {"number": data.external_id})
-    if existing_id is not None:
-        existing = await session.get_one(Visit, existing_id)
-        return await _repeated(session, rules, existing, data, client.id, car_id, kind, moment)
     if branches is None or not branches.knows(data.department):
         branches = await BranchResolver.load(session)
     branch_id = await branches.resolve(session, data.department, moment.now)
     visit_id = await session.scalar(
-        _INSERT_VISIT,
+        _INSERT_VISIT[session.get_bind().dialect.name],
         dict(
             external_id=data.external_id,
             client_id=client.id,
@@ -120,7 +121,10 @@ async def post_visit(
             updated_at=moment.now,
         ),
     )
-    assert visit_id is not None
+    if visit_id is None:  # the work order was posted before
+        existing = await session.scalar(select(Visit).where(Visit.external_id == data.external_id))
+        assert existing is not None
+        return await _repeated(session, rules, existing, data, client.id, car_id, kind, moment)
     if car_id is not None and data.odometer:
         await session.execute(
             _INSERT_READING,

@@ -437,6 +437,19 @@ async def test_work_orders_of_one_client_posted_at_once_all_land(api: ApiClient,
     assert final.body["balance"] == "360.00"  # 12 x 3 % of 1 000
 
 
+async def test_one_work_order_posted_five_times_at_once_is_recorded_once(
+    api: ApiClient, ivan: int
+) -> None:
+    answers = await asyncio.gather(
+        *(api.post("/visits", work_order("WO-7", "2000.00")) for _ in range(5))
+    )
+
+    assert sorted(a.status for a in answers) == [200, 200, 200, 200, 201]
+    assert {a.body["bonus"]["accrued"] for a in answers} == {"60.00"}  # 3 % of 2 000, once
+    final = await api.get("/clients/C1/bonuses")
+    assert final.body["balance"] == "60.00"
+
+
 async def test_twenty_tills_redeeming_at_once_never_overdraw_the_account(
     api: ApiClient, ivan: int, db: Database
 ) -> None:
