@@ -147,18 +147,7 @@ class Api:
             tier=_tier(found.standing),
             card=_card(found.card),
             movements=[
-                s.MovementOut(
-                    id=m.id,
-                    kind=m.kind,
-                    amount=m.amount,
-                    created_at=m.created_at,
-                    ref=m.ref,
-                    work_order=m.work_order,
-                    bill=m.bill,
-                    reason=m.reason,
-                    expires_on=m.expires_on,
-                )
-                for m in found.movements
+                s.MovementOut.model_validate(m, from_attributes=True) for m in found.movements
             ],
             expiring=[
                 s.ExpiringOut(amount=e.amount, expires_on=e.expires_on) for e in found.expiring
