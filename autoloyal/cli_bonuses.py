@@ -214,11 +214,12 @@ def bonus_adjust(
     ] = None,
 ) -> None:
     """Add or take bonuses by hand, with the reason; the balance never goes below zero."""
-    if (add is None) == (take is None):
+    given = add if take is None else take
+    if given is None or (add is not None and take is not None):
         raise typer.BadParameter("give exactly one of --add and --take")
-    amount = add if add is not None else -(take or Decimal(0))
-    if amount is not None and (add or take or Decimal(0)) <= 0:
+    if given <= 0:
         raise typer.BadParameter("the amount must be positive")
+    amount = given if take is None else -given
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> tuple[str, str]:
         client_id, who = await _client(app, session, client)
