@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bonuses import BonusRules, record_referral
+from crm.bonuses import record_referral
 from crm.cards import active_card, card_number, issue, replace
 from crm.cars import CarError, normalize_plate, normalize_vin
 from crm.clock import Moment
@@ -137,7 +137,6 @@ async def require_client(session: AsyncSession, external_id: str, *, field: str 
 
 async def upsert_client(
     session: AsyncSession,
-    rules: BonusRules,
     external_id: str,
     data: ClientInput,
     moment: Moment,

@@ -107,7 +107,7 @@ class Api:
             raise BadRequest(f"{body.birthday} is in the future", field="birthday")
         async with self.writing() as session:
             client_id, created = await intake.upsert_client(
-                session, self.rules, external_id, data, moment, region=self.region
+                session, external_id, data, moment, region=self.region
             )
             answer = await self._client_out(session, client_id, moment.today)
         return _json(answer, 201 if created else 200)
