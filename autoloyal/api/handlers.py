@@ -60,7 +60,8 @@ class Api:
         self._own_engine: AsyncEngine | None = None
         if app.engine.dialect.name == "sqlite":
             # Short transactions, one at a time: their statements run on the loop's thread.
-            self._own_engine = create_engine(settings.database.url, short_writes=True)
+            same_file = app.engine.url.render_as_string(hide_password=False)
+            self._own_engine = create_engine(same_file, short_writes=True)
             self.writers = make_session_factory(self._own_engine)
             self._write_turns = asyncio.Lock()
         # Departments known at the last work order; read again when one is not known.
