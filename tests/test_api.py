@@ -477,6 +477,31 @@ async def test_twenty_tills_redeeming_at_once_never_overdraw_the_account(
     assert final.body["balance"] == "2.00"
 
 
+async def test_a_cancelled_payment_is_reversed_once_and_gives_the_bonuses_back(
+    api: ApiClient, ivan: int
+) -> None:
+    await earn(api, "100000")  # 3000 bonuses
+    await api.post("/clients/C1/redemptions", {"amount": "500", "bill": "10000", "ref": "POS-1"})
+
+    first = await api.post("/clients/C1/redemptions/POS-1/reversal", {})
+    again = await api.post("/clients/C1/redemptions/POS-1/reversal", {})
+
+    assert (first.status, again.status) == (201, 200)
+    assert first.body == {"returned": "500.00", "balance": "3000.00", "ref": "POS-1",
+                          "repeated": False}  # fmt: skip
+    assert again.body["repeated"] is True
+    assert (await api.get("/clients/C1/bonuses")).body["balance"] == "3000.00"
+
+
+async def test_reversing_a_payment_the_client_never_made_is_a_404(
+    api: ApiClient, ivan: int
+) -> None:
+    answer = await api.post("/clients/C1/redemptions/POS-404/reversal", {})
+
+    assert answer.status == 404
+    assert answer.error["field"] == "ref"
+
+
 async def test_bonuses_pay_at_most_30_percent_of_the_bill(api: ApiClient, ivan: int) -> None:
     await earn(api, "100000")
 

@@ -103,7 +103,8 @@ def _known(case: Case) -> Case:
     """The case aimed at the seeded records: path ids and the visit's client and car."""
     if "external_id" in (case.path_parameters or {}):
         path = case.operation.path
-        case.path_parameters = {"external_id": "K1" if "/cars/" in path else "C1"}
+        known = {"external_id": "K1" if "/cars/" in path else "C1"}
+        case.path_parameters = {**case.path_parameters, **known}
     if isinstance(case.body, dict) and case.operation.path.endswith("/visits"):
         case.body = case.body | KNOWN
     return case

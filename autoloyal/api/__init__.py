@@ -71,6 +71,7 @@ def make_api(app: App) -> web.Application:
     router.add_get("/clients/{external_id}", api.get_client)
     router.add_get("/clients/{external_id}/bonuses", api.bonuses)
     router.add_post("/clients/{external_id}/redemptions", api.redeem)
+    router.add_post("/clients/{external_id}/redemptions/{ref}/reversal", api.reverse)
     router.add_get("/lookup", api.lookup)
     router.add_put("/cars/{external_id}", api.upsert_car)
     router.add_post("/cars/{external_id}/odometer", api.odometer)

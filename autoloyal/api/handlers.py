@@ -25,7 +25,7 @@ from autoloyal.app import App
 from autoloyal.messaging import template_library
 from autoloyal.rules import bonus_rules, survey_invites
 from crm import intake, workorders
-from crm.bonuses import account, balance, redeem
+from crm.bonuses import account, balance, redeem, reverse_redemption
 from crm.branches import BranchResolver
 from crm.cards import CardInfo, Standing, active_card, standing
 from crm.clock import Moment
@@ -38,6 +38,7 @@ _EXTERNAL_ID: TypeAdapter[str] = TypeAdapter(s.ExternalId)
 _MOVEMENTS: TypeAdapter[int] = TypeAdapter(s.Recent)
 _PHONE: TypeAdapter[str] = TypeAdapter(s.Phone)
 _CARD: TypeAdapter[str] = TypeAdapter(s.CardNumber)
+_REF: TypeAdapter[str] = TypeAdapter(s.Ref)
 
 
 class BadRequest(DomainError):
@@ -177,6 +178,17 @@ class Api:
         )
         return _json(answer, 200 if done.repeated else 201)
 
+    async def reverse(self, request: web.Request) -> web.Response:
+        external_id = _path_id(request)
+        ref = _path_text(request, "ref", _REF)
+        async with self.writing() as session:
+            client_id = await intake.require_client(session, external_id)
+            done = await reverse_redemption(session, client_id, ref, self.moment())
+        answer = s.ReversalOut(
+            returned=done.returned, balance=done.balance, ref=ref, repeated=done.repeated
+        )
+        return _json(answer, 200 if done.repeated else 201)
+
     # --------------------------------------------------------------------------- cars
 
     async def upsert_car(self, request: web.Request) -> web.Response:
@@ -300,10 +312,14 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 def _path_id(request: web.Request) -> str:
+    return _path_text(request, "external_id", _EXTERNAL_ID)
+
+
+def _path_text(request: web.Request, name: str, adapter: TypeAdapter[str]) -> str:
     try:
-        return _EXTERNAL_ID.validate_python(request.match_info["external_id"])
+        return adapter.validate_python(request.match_info[name])
     except ValidationError as exc:
-        raise BadRequest(f"external_id: {_reason(exc.errors()[0])}", field="external_id") from None
+        raise BadRequest(f"{name}: {_reason(exc.errors()[0])}", field=name) from None
 
 
 def _query_int(request: web.Request, name: str, adapter: TypeAdapter[int], default: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,10 @@ class Operation:
     errors: tuple[int, ...] = (400, 401, 404)
 
 
-_EXTERNAL_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_PATH_PARAMETERS = {
+    "external_id": {"type": "string", "minLength": 1, "maxLength": 64},
+    "ref": {"type": "string", "minLength": 1, "maxLength": 120},
+}
 
 OPERATIONS = (
     Operation(
@@ -54,6 +58,13 @@ OPERATIONS = (
         body=s.RedemptionIn,
         answers={201: (s.RedemptionOut, "accepted"),
                  200: (s.RedemptionOut, "this ref was accepted before: the same answer")},
+        errors=(400, 401, 404, 409),
+    ),
+    Operation(
+        "post", "/clients/{external_id}/redemptions/{ref}/reversal", "reverseRedemption",
+        "Give back what a redemption took (its bill was cancelled), once",
+        answers={201: (s.ReversalOut, "given back"),
+                 200: (s.ReversalOut, "given back before: the same answer")},
         errors=(400, 401, 404, 409),
     ),
     Operation(
@@ -133,9 +144,9 @@ def openapi_document() -> dict[str, Any]:
 
 def _operation(operation: Operation) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
-    if "{external_id}" in operation.path:
+    for name in re.findall(r"{(\w+)}", operation.path):
         parameters.append(
-            {"name": "external_id", "in": "path", "required": True, "schema": _EXTERNAL_ID}
+            {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMETERS[name]}
         )
     for name, schema, description in operation.query:
         parameters.append(

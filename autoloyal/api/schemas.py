@@ -43,6 +43,7 @@ Positive = Annotated[Decimal, Number, Field(gt=0, le=MAX, decimal_places=2)]
 SignedMoney = Annotated[Decimal, Number, Field(ge=-MAX, le=MAX, decimal_places=2)]
 Phone = Annotated[str, line(32)]
 CardNumber = Annotated[str, line(40)]
+Ref = Annotated[str, line(120)]
 Recent = Annotated[int, Field(ge=0, le=100)]
 Km = Annotated[int, Field(ge=0, le=3_000_000)]
 
@@ -109,9 +110,7 @@ class VisitIn(Request):
 class RedemptionIn(Request):
     amount: Positive = Field(description="bonuses the client wants to pay with")
     bill: Positive = Field(description="the bill being paid; the percent cap applies to it")
-    ref: Annotated[str, line(120)] = Field(
-        description="your reference for this payment; repeat it to retry safely"
-    )
+    ref: Ref = Field(description="your reference for this payment; repeat it to retry safely")
     work_order: ExternalId | None = Field(
         None, description="the work order paid; its accrual is reduced by what bonuses paid"
     )
@@ -183,6 +182,13 @@ class RedemptionOut(Response):
     accepted: Decimal
     balance: Decimal
     ref: str
+    repeated: bool
+
+
+class ReversalOut(Response):
+    returned: Decimal = Field(description="bonuses given back (less any that expired since)")
+    balance: Decimal
+    ref: str = Field(description="the redemption's ref")
     repeated: bool
 
 

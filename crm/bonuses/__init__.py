@@ -10,6 +10,7 @@ from crm.bonuses.ledger import (
     OPENING,
     REDEMPTION,
     REFERRAL,
+    REVERSAL,
     WELCOME,
     Entry,
     InsufficientBonuses,
@@ -24,6 +25,7 @@ from crm.bonuses.ledger import (
 from crm.bonuses.program import (
     BonusRules,
     Redemption,
+    Reversal,
     VisitFacts,
     accrue_for_visit,
     adjust,
@@ -31,6 +33,7 @@ from crm.bonuses.program import (
     record_referral,
     redeem,
     redeemed_for,
+    reverse_redemption,
     reward_referral,
 )
 
@@ -43,6 +46,7 @@ __all__ = [
     "OPENING",
     "REDEMPTION",
     "REFERRAL",
+    "REVERSAL",
     "WELCOME",
     "Account",
     "BonusRules",
@@ -52,6 +56,7 @@ __all__ = [
     "Moved",
     "Movement",
     "Redemption",
+    "Reversal",
     "VisitFacts",
     "account",
     "accrue_for_visit",
@@ -68,5 +73,6 @@ __all__ = [
     "record_referral",
     "redeem",
     "redeemed_for",
+    "reverse_redemption",
     "reward_referral",
 ]

@@ -32,8 +32,12 @@ REFERRAL = "referral"
 OPENING = "opening"  # a balance carried over from the dealer's old system
 ADJUSTMENT = "adjustment"
 REDEMPTION = "redemption"
+REVERSAL = "reversal"  # a redemption given back: its bill was cancelled
 EXPIRY = "expiry"
-KINDS = (ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, EXPIRY)
+KINDS = (
+    ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, REVERSAL, EXPIRY,
+)  # fmt: skip
+SPENT_ON_BILLS = (REDEMPTION, REVERSAL)  # together: what bonuses paid of a work order
 
 ZERO = Decimal("0.00")
 
@@ -202,6 +206,28 @@ async def debit(session: AsyncSession, client_id: int, entry: Entry, moment: Mom
             break
     await insert_rows(session, BonusPosting, postings)
     return Moved(movement_id, client_id, entry.kind, -amount, None)
+
+
+async def give_back(
+    session: AsyncSession,
+    client_id: int,
+    entry: Entry,
+    lots: list[tuple[int, Decimal]],
+    moment: Moment,
+) -> Moved:
+    """Put bonuses back onto the lots they were taken from, as one movement of `entry`'s
+    kind. The caller holds the account lock and has checked that the lots are alive."""
+    total = sum((amount for _, amount in lots), ZERO)
+    movement_id = await _write_movement(session, client_id, entry, total, moment)
+    await insert_rows(
+        session,
+        BonusPosting,
+        [
+            {"movement_id": movement_id, "lot_id": lot_id, "client_id": client_id, "amount": amount}
+            for lot_id, amount in lots
+        ],
+    )
+    return Moved(movement_id, client_id, entry.kind, total, None)
 
 
 async def expire_client(session: AsyncSession, client_id: int, moment: Moment) -> Decimal:

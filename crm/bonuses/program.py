@@ -25,6 +25,8 @@ from crm.bonuses.ledger import (
     CENT,
     REDEMPTION,
     REFERRAL,
+    REVERSAL,
+    SPENT_ON_BILLS,
     WELCOME,
     ZERO,
     Entry,
@@ -34,14 +36,16 @@ from crm.bonuses.ledger import (
     credit,
     debit,
     expire_client,
+    give_back,
+    live,
     lock_account,
     money,
     repeated,
 )
 from crm.cards.tiers import Tier, TierLadder, standing
 from crm.clock import Moment
-from crm.errors import Conflict, DomainError
-from storage.bonuses import BonusMovement, Referral
+from crm.errors import Conflict, DomainError, NotFound
+from storage.bonuses import BonusLot, BonusMovement, BonusPosting, Referral
 from storage.models import Visit
 
 ONE = Decimal(1)
@@ -120,12 +124,12 @@ def accrual(rules: BonusRules, visit: VisitFacts, tier: Tier, redeemed: Decimal)
 
 
 async def redeemed_for(session: AsyncSession, work_order: str | None) -> Decimal:
-    """Bonuses already spent on a work order's bill."""
+    """Bonuses spent on a work order's bill (less what reversals gave back)."""
     if work_order is None:
         return ZERO
     spent = await session.scalar(
         select(func.coalesce(func.sum(BonusMovement.amount), 0)).where(
-            BonusMovement.work_order == work_order, BonusMovement.kind == REDEMPTION
+            BonusMovement.work_order == work_order, BonusMovement.kind.in_(SPENT_ON_BILLS)
         )
     )
     return -money(spent or 0)
@@ -175,6 +179,61 @@ async def redeem(
     )
     moved = await debit(session, client_id, entry, moment)
     return Redemption(accepted, available - accepted, moved.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    returned: Decimal
+    balance: Decimal
+    repeated: bool = False
+
+
+async def reverse_redemption(
+    session: AsyncSession, client_id: int, ref: str, moment: Moment
+) -> Reversal:
+    """Give back what the redemption `ref` took, because its bill was cancelled; once.
+
+    The bonuses go back onto the lots they came from, so they keep their expiry. What came
+    from a lot that has expired since is not given back: it would have expired anyway.
+    NotFound when the client has no redemption under `ref`.
+    """
+    await lock_account(session, client_id)
+    redemption = await session.scalar(
+        select(BonusMovement).where(
+            BonusMovement.external_ref == ref,
+            BonusMovement.client_id == client_id,
+            BonusMovement.kind == REDEMPTION,
+        )
+    )
+    if redemption is None:
+        raise NotFound(f"the client has no redemption {ref!r}", field="ref")
+    own_ref = f"reversal:{redemption.id}"
+    done = await repeated(session, own_ref, client_id, (REVERSAL,))
+    if done is not None:
+        return Reversal(done.amount, await balance(session, client_id, moment.today), True)
+    taken = await session.execute(
+        select(BonusPosting.lot_id, BonusPosting.amount)
+        .join(BonusLot, BonusLot.id == BonusPosting.lot_id)
+        .where(BonusPosting.movement_id == redemption.id, live(moment.today))
+        .order_by(BonusPosting.id)
+    )
+    back = [(lot_id, -money(amount)) for lot_id, amount in taken]
+    returned = sum((amount for _, amount in back), ZERO)
+    if returned <= 0:
+        raise Conflict(
+            f"the bonuses of redemption {ref!r} have expired since: nothing to give back",
+            field="ref",
+        )
+    entry = Entry(
+        REVERSAL,
+        returned,
+        ref=own_ref,
+        work_order=redemption.work_order,
+        bill=redemption.bill,
+        reason=f"{ref} cancelled",
+    )
+    await give_back(session, client_id, entry, back, moment)
+    return Reversal(returned, await balance(session, client_id, moment.today))
 
 
 def _shortfall(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bonuses.ledger import REDEMPTION, ZERO, Moved, credit, lock_account, money
+from crm.bonuses.ledger import SPENT_ON_BILLS, ZERO, Moved, credit, lock_account, money
 from crm.bonuses.program import BonusRules, VisitFacts, accrual, reward_referral
 from crm.cards.tiers import ISSUED, Standing, year_window
 from crm.clock import Moment
@@ -45,7 +45,8 @@ def _before() -> Select[Any]:
         )
     )
     spent_on_order = select(func.coalesce(func.sum(BonusMovement.amount), 0)).where(
-        BonusMovement.work_order == bindparam("work_order"), BonusMovement.kind == REDEMPTION
+        BonusMovement.work_order == bindparam("work_order"),
+        BonusMovement.kind.in_(SPENT_ON_BILLS),
     )
     referral_due = exists().where(Referral.referred_id == client) & ~exists().where(
         *other_visits, Visit.amount > 0
