@@ -9,10 +9,10 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bonuses.ledger import balance, live, money
+from crm.bonuses.ledger import balance, live, lots_left, money
 from crm.bonuses.program import BonusRules
 from crm.cards import CardInfo, Standing, active_card, standing
-from storage.bonuses import BonusLot, BonusMovement, BonusPosting
+from storage.bonuses import BonusLot, BonusMovement
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +100,11 @@ async def expiring(
     session: AsyncSession, client_id: int, today: date, within_days: int
 ) -> list[Expiring]:
     """What is left on lots that expire in the next `within_days` days, by day."""
-    left = func.sum(BonusPosting.amount)
-    lots = (
-        select(BonusLot.expires_on.label("expires_on"), left.label("left"))
-        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
-        .where(
-            BonusLot.client_id == client_id,
-            live(today),
-            BonusLot.expires_on <= today + timedelta(days=within_days),
-        )
-        .group_by(BonusLot.id, BonusLot.expires_on)
-        .having(left > 0)
-        .subquery()
-    )
+    lots = lots_left(
+        BonusLot.client_id == client_id,
+        live(today),
+        BonusLot.expires_on <= today + timedelta(days=within_days),
+    ).subquery()
     rows = await session.execute(
         select(lots.c.expires_on, func.sum(lots.c.left))
         .group_by(lots.c.expires_on)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, func, insert, or_, select
+from sqlalchemy import ColumnElement, Select, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import Moment
@@ -90,6 +90,22 @@ def money(value: Decimal | int | str) -> Decimal:
 def live(today: date) -> ColumnElement[bool]:
     """Lots still usable on `today`."""
     return or_(BonusLot.expires_on.is_(None), BonusLot.expires_on > today)
+
+
+def lots_left(
+    *where: ColumnElement[bool],
+) -> Select[int, int, date, date | None, Decimal]:
+    """Lots matching `where` that have something left on them: `id`, `client_id`,
+    `earned_on`, `expires_on` and `left` (the sum of their postings)."""
+    left = func.sum(BonusPosting.amount)
+    lot = (BonusLot.id, BonusLot.client_id, BonusLot.earned_on, BonusLot.expires_on)
+    return (
+        select(*lot, left.label("left"))
+        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
+        .where(*where)
+        .group_by(*lot)
+        .having(left > 0)
+    )
 
 
 async def lock_account(session: AsyncSession, client_id: int, *, known: bool = False) -> None:
@@ -255,16 +271,9 @@ async def clients_with_expired_lots(
     session: AsyncSession, today: date, *, after: int = 0, limit: int = 500
 ) -> list[int]:
     """Clients (by id, from `after` on) with a lot that expired with something left on it."""
-    left = func.sum(BonusPosting.amount)
+    due = lots_left(BonusLot.expires_on <= today, BonusLot.client_id > after).subquery()
     rows = await session.scalars(
-        select(BonusLot.client_id)
-        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
-        .where(BonusLot.expires_on <= today, BonusLot.client_id > after)
-        .group_by(BonusLot.client_id, BonusLot.id)
-        .having(left > 0)
-        .order_by(BonusLot.client_id)
-        .distinct()
-        .limit(limit)
+        select(due.c.client_id).distinct().order_by(due.c.client_id).limit(limit)
     )
     return list(rows)
 
@@ -274,16 +283,9 @@ async def _remaining(
 ) -> list[tuple[int, Decimal]]:
     """(lot id, what is left) of the client's lots matching `which` with something left,
     oldest first."""
-    left = func.sum(BonusPosting.amount)
-    rows = await session.execute(
-        select(BonusLot.id, left)
-        .join(BonusPosting, BonusPosting.lot_id == BonusLot.id)
-        .where(BonusLot.client_id == client_id, which)
-        .group_by(BonusLot.id, BonusLot.earned_on)
-        .having(left > 0)
-        .order_by(BonusLot.earned_on, BonusLot.id)
-    )
-    return [(lot_id, money(amount)) for lot_id, amount in rows]
+    lots = lots_left(BonusLot.client_id == client_id, which)
+    rows = await session.execute(lots.order_by(BonusLot.earned_on, BonusLot.id))
+    return [(row.id, money(row.left)) for row in rows]
 
 
 async def _write_movement(

@@ -91,12 +91,7 @@ async def reward_new_visit(
     year_spend, pinned_name, balance = money(row[0]), row[1], money(row[2])
     redeemed = -money(row[3]) if visit.external_id is not None else ZERO
     ladder = rules.ladder
-    pinned_tier = next(
-        (t for t in ladder.tiers if pinned_name and t.name.casefold() == pinned_name.casefold()),
-        None,
-    )
-    tier = ladder.higher(ladder.for_spend(year_spend), pinned_tier)
-    entry = accrual(rules, visit, tier, redeemed)
+    entry = accrual(rules, visit, ladder.standing(year_spend, pinned_name).tier, redeemed)
     accrued = None
     if entry is not None:
         days = rules.expire_after_days
@@ -107,6 +102,4 @@ async def reward_new_visit(
         referral = tuple(await reward_referral(session, rules, visit, moment))
         balance += sum((m.amount for m in referral if m.client_id == client), ZERO)
     spend_after = year_spend + (visit.amount if start < visited_on <= end else ZERO)
-    tier_after = ladder.higher(ladder.for_spend(spend_after), pinned_tier)
-    after = Standing(tier_after, spend_after, pinned_tier, ladder.above(tier_after))
-    return VisitReward(accrued, referral, balance, after)
+    return VisitReward(accrued, referral, balance, ladder.standing(spend_after, pinned_name))

@@ -48,12 +48,25 @@ class TierLadder:
                 reached = tier
         return reached
 
+    def find(self, name: str | None) -> Tier | None:
+        """The tier of this name in any case, or None (a card may pin a tier the config
+        no longer has: it counts as none, and the spend decides)."""
+        if name is None:
+            return None
+        return next((t for t in self.tiers if t.name.casefold() == name.strip().casefold()), None)
+
     def named(self, name: str) -> Tier:
-        for tier in self.tiers:
-            if tier.name.casefold() == name.strip().casefold():
-                return tier
-        names = ", ".join(tier.name for tier in self.tiers)
-        raise DomainError(f"no tier named {name!r}: the tiers are {names}", field="tier")
+        found = self.find(name)
+        if found is None:
+            names = ", ".join(tier.name for tier in self.tiers)
+            raise DomainError(f"no tier named {name!r}: the tiers are {names}", field="tier")
+        return found
+
+    def standing(self, spend: Decimal, pinned: str | None) -> Standing:
+        """Where a year's `spend` and a card's pinned tier (by name) put the client."""
+        pinned_tier = self.find(pinned)
+        tier = self.higher(self.for_spend(spend), pinned_tier)
+        return Standing(tier, spend, pinned_tier, self.above(tier))
 
     def above(self, tier: Tier) -> Tier | None:
         index = self.tiers.index(tier)
@@ -106,14 +119,4 @@ async def standing(
         .scalar_subquery()
     )
     row = (await session.execute(select(spend, pinned))).one()
-    spent = Decimal(row[0]).quantize(Decimal("0.01"))
-    pinned_tier = _pinned(ladder, row[1])
-    tier = ladder.higher(ladder.for_spend(spent), pinned_tier)
-    return Standing(tier, spent, pinned_tier, ladder.above(tier))
-
-
-def _pinned(ladder: TierLadder, name: str | None) -> Tier | None:
-    """A pinned tier that the config no longer has counts as none (the spend decides)."""
-    if name is None:
-        return None
-    return next((t for t in ladder.tiers if t.name.casefold() == name.casefold()), None)
+    return ladder.standing(Decimal(row[0]).quantize(Decimal("0.01")), row[1])
