@@ -27,7 +27,7 @@ from crm.bonuses.birthdays import grant_birthday_bonuses
 from crm.bonuses.expiry import expire_due
 from crm.clock import Moment
 from crm.errors import DomainError
-from crm.importing.report import thousands
+from crm.importing.report import sum_text, thousands
 from storage import make_session_factory, read_only
 from storage.models import Client
 
@@ -54,36 +54,29 @@ class Format(enum.StrEnum):
     json = "json"
 
 
-def _run(ctx: typer.Context, work: Callable[[App, AsyncSession, Moment], Awaitable[T]]) -> T:
-    """Open the app, run `work` in one transaction (rolled back on any error)."""
-    settings = settings_of(ctx)
-
-    async def go() -> T:
-        async with open_app(settings) as app, app.sessions() as session, session.begin():
-            return await work(app, session, Moment.of(app.clock, settings.company.tz))
-
-    return run_async(go())
+Work = Callable[[App, AsyncSession, Moment], Awaitable[T]]
 
 
-def _read(ctx: typer.Context, work: Callable[[App, AsyncSession, Moment], Awaitable[T]]) -> T:
-    """Like `_run`, in a read-only transaction."""
+def _run(ctx: typer.Context, work: Work[T], *, reading: bool = False) -> T:
+    """Open the app and run `work` in one transaction, rolled back on any error;
+    `reading`: a read-only one, which never waits behind a writer."""
     settings = settings_of(ctx)
 
     async def go() -> T:
         async with open_app(settings) as app:
-            readers = make_session_factory(read_only(app.engine))
-            async with readers() as session, session.begin():
+            engine = read_only(app.engine) if reading else app.engine
+            async with make_session_factory(engine)() as session, session.begin():
                 return await work(app, session, Moment.of(app.clock, settings.company.tz))
 
     return run_async(go())
 
 
+def _read(ctx: typer.Context, work: Work[T]) -> T:
+    return _run(ctx, work, reading=True)
+
+
 def _who(by: str) -> str:
     return by.strip() or f"cli:{getpass.getuser()}"
-
-
-def _money(value: Decimal) -> str:
-    return f"{value:,.2f}".replace(",", " ")
 
 
 async def _client(app: App, session: AsyncSession, text: str) -> tuple[int, str]:
@@ -115,19 +108,19 @@ def bonus_balance(
         return
     standing = found.standing
     tier = standing.tier
-    out.print(f"{escape(who)}: balance {_money(found.balance)}", highlight=False)
+    out.print(f"{escape(who)}: balance {sum_text(found.balance)}", highlight=False)
     line = f"tier {tier.name} ({tier.accrual_percent.normalize():f} % back"
     line += f", discount {tier.discount_percent.normalize():f} %)"
-    line += f", spend over the year {_money(standing.spend)}"
+    line += f", spend over the year {sum_text(standing.spend)}"
     if standing.next is not None and standing.to_next is not None:
-        line += f"; {_money(standing.to_next)} more to {standing.next.name}"
+        line += f"; {sum_text(standing.to_next)} more to {standing.next.name}"
     if standing.pinned is not None:
         line += f"; the card gives at least {standing.pinned.name}"
     out.print(escape(line), highlight=False)
     card = found.card
     out.print(f"card {card.number} ({card.state})" if card else "no card", highlight=False)
     for lot in found.expiring:
-        out.print(f"expires {lot.expires_on:%d.%m.%Y}: {_money(lot.amount)}", highlight=False)
+        out.print(f"expires {lot.expires_on:%d.%m.%Y}: {sum_text(lot.amount)}", highlight=False)
 
 
 def _account_json(found: Account) -> dict[str, Any]:
@@ -193,7 +186,7 @@ def bonus_history(
         table.add_row(
             f"{m.created_at.astimezone(zone):%d.%m.%Y %H:%M}",
             m.kind,
-            f"{'+' if m.amount > 0 else ''}{_money(m.amount)}",
+            f"{'+' if m.amount > 0 else ''}{sum_text(m.amount)}",
             "" if m.expires_on is None else f"{m.expires_on:%d.%m.%Y}",
             escape(what),
         )
@@ -230,7 +223,7 @@ def bonus_adjust(
         )  # fmt: skip
         left = await account(session, rules, client_id, moment.today, movements=0)
         done = "already done under this --ref" if moved.repeated else f"{moved.amount:+}"
-        return who, f"{done}; balance {_money(left.balance)}"
+        return who, f"{done}; balance {sum_text(left.balance)}"
 
     who, summary = _run(ctx, work)
     out.print(f"{escape(who)}: {summary}", highlight=False)
@@ -247,7 +240,9 @@ def bonus_expire(ctx: typer.Context) -> None:
             return report.clients, report.amount
 
     clients, amount = run_async(go())
-    out.print(f"expired {_money(amount)} bonuses of {thousands(clients)} clients", highlight=False)
+    out.print(
+        f"expired {sum_text(amount)} bonuses of {thousands(clients)} clients", highlight=False
+    )
 
 
 @bonus_app.command("birthday")

@@ -19,7 +19,7 @@ from autoloyal.app import open_app
 from autoloyal.console import guarded, out, parse_params, run_async, settings_of
 from autoloyal.rules import segment_context
 from crm.clock import local_today
-from crm.importing.report import thousands
+from crm.importing.report import sum_text, thousands
 from crm.segments import (
     SEGMENTS,
     Column,
@@ -225,7 +225,7 @@ def _cell(value: Any, column: Column) -> str:
     if value is None:
         return "-"
     if column.kind == "money":
-        return f"{value:,.2f}".replace(",", " ")
+        return sum_text(value)
     if column.kind in ("percent", "float"):
         return f"{value:.2f}"
     if column.kind == "bool":

@@ -316,11 +316,9 @@ async def upsert_car(
     return car_id, False
 
 
-async def require_car(session: AsyncSession, external_id: str) -> tuple[int, int | None]:
-    """(car id, owner id) of the car with this external id; NotFound otherwise."""
-    row = (
-        await session.execute(select(Car.id, Car.client_id).where(Car.external_id == external_id))
-    ).first()
-    if row is None:
+async def require_car(session: AsyncSession, external_id: str) -> int:
+    """The id of the car with this external id; NotFound otherwise."""
+    car_id = await session.scalar(select(Car.id).where(Car.external_id == external_id))
+    if car_id is None:
         raise NotFound(f"no car with external id {external_id!r}", field="car")
-    return row.id, row.client_id
+    return car_id

@@ -240,7 +240,7 @@ async def record_odometer(
         raise DomainError(f"{read_on} is in the future", field="read_on")
     if not 0 <= km <= ODOMETER_MAX:
         raise DomainError(f"{km} km is not an odometer reading", field="km")
-    car_id, _ = await require_car(session, car_external_id)
+    car_id = await require_car(session, car_external_id)
     same = await session.scalar(
         select(OdometerReading.id).where(
             OdometerReading.car_id == car_id,

@@ -74,8 +74,7 @@ class ImportReport:
             kinds = ", ".join(f"{k!r} x{n}" for k, n in self.unknown_kinds.most_common(10))
             notes.append(f"visit kinds not recognised, stored as 'other': {kinds}")
         if self.kind == "bonuses":
-            carried = f"{self.carried_over:,.2f}".replace(",", " ")
-            notes.append(f"bonuses carried over: {carried}")
+            notes.append(f"bonuses carried over: {sum_text(self.carried_over)}")
         for merge in self.merges[:20]:
             into = merge.into_external_id or f"#{merge.into_client_id}"
             notes.append(
@@ -90,6 +89,11 @@ class ImportReport:
 def thousands(number: float) -> str:
     """9812 -> "9 812", as Russian readers group digits; a rate like 21 892.4 is rounded."""
     return f"{round(number):,}".replace(",", " ")
+
+
+def sum_text(amount: Decimal) -> str:
+    """1500.5 -> "1 500.50": a sum of money or bonuses grouped the same way, to the kopeck."""
+    return f"{amount:,.2f}".replace(",", " ")
 
 
 class RejectsFile:
