@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from autoloyal.app import masked_url, open_app
 from autoloyal.cli_bonuses import bonus_app, card_app
+from autoloyal.cli_mailing import message_command, messages_command
 from autoloyal.cli_messaging import campaign_app, template_app
 from autoloyal.cli_segments import segment_command
 from autoloyal.config import CONFIG_ENV, load_settings
@@ -41,6 +42,8 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(bonus_app, name="bonus")
 app.add_typer(card_app, name="card")
 app.command("segment")(segment_command)
+app.command("messages")(messages_command)
+app.command("message")(message_command)
 
 
 class Kind(enum.StrEnum):

@@ -6,6 +6,7 @@ import enum
 import json
 import sys
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from rich.table import Table
 from autoloyal.app import App, open_app
 from autoloyal.config import Settings
 from autoloyal.console import err, out, parse_params, run_async, settings_of
-from autoloyal.messaging import company_info, template_library
+from autoloyal.messaging import company_info, link_signer, opt_out, template_library
 from autoloyal.rules import segment_context
 from crm.campaigns import (
     CampaignError,
@@ -30,6 +31,8 @@ from crm.campaigns import (
 )
 from crm.clock import local_today
 from crm.context import OCCASION_SECTIONS, message_context, sample_context
+from crm.importing.report import sum_text
+from crm.preferences import LinkSigner
 from crm.recipients import client_facts
 from crm.templates import TemplateInfo, read_source
 from gateway.consent import ADVERTISING, SERVICE
@@ -191,11 +194,16 @@ def campaign_create(
         ),
     ] = None,
     name: Annotated[str, typer.Option(help="A name for the list.")] = "",
+    email_account: Annotated[
+        str | None,
+        typer.Option(help="The [[email.account]] to send from (default: [email] default_account)."),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Create without asking.")] = False,
 ) -> None:
     """Queue a message for every client of a segment; asks first, showing reach and a sample."""
     settings = settings_of(ctx)
     segment_params = parse_params(params or [])
+    _check_account(email_account, settings)
 
     async def create() -> CampaignReport | None:
         async with open_app(settings) as app, app.sessions() as session, session.begin():
@@ -210,9 +218,14 @@ def campaign_create(
                 kind=kind.value,
                 starts_at=starts_at,
                 context=segment_context(settings, _today(app)),
+                email_account=email_account,
             )
             reach = await count_recipients(session, plan)
-            _print_estimate(plan.template.name, plan.plan, kind.value, starts_at, reach, settings)
+            links = await link_signer(session, settings, app.clock())
+            sample = _sample_sms(plan.template, kind.value, settings, _today(app), links)
+            _print_estimate(
+                plan.template.name, plan.plan, kind.value, starts_at, reach, settings, sample
+            )
             if not yes and not _confirm():
                 return None
             campaign, result = await create_campaign(
@@ -224,6 +237,8 @@ def campaign_create(
                 name=name,
                 created_by="cli",
                 batch_size=settings.outbox.batch_size,
+                links=links,
+                opt_out=opt_out(settings),
             )
             await session.flush()
             report = await campaign_report(session, campaign.id, app.clock())
@@ -291,17 +306,27 @@ def campaign_show(
     starts = c.starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
     out.print(
         f"campaign {c.id} «{c.name}»: {report.status}; template {c.template}, "
-        f"segment {c.segment}, channels {c.plan}, {c.kind}, starts {starts}",
+        f"segment {c.segment}, channels {c.plan}, {c.kind}, starts {starts}"
+        + (f", e-mail from {c.email_account}" if c.email_account else ""),
         highlight=False,
     )
     out.print(f"{report.total} message(s): " + _counts(report.by_state), highlight=False)
     for channel, states in report.by_channel.items():
         label = channel if channel != "-" else "no channel"
         out.print(f"  {label}: {_counts(states)}", highlight=False)
+    if report.by_sender:
+        out.print("through:")
+        for sender, states in report.by_sender.items():
+            out.print(f"  {sender}: {_counts(states)}", highlight=False)
+    if report.cost is not None:
+        out.print(f"cost reported by the providers: {sum_text(report.cost)}", highlight=False)
+    if report.opt_outs:
+        out.print(f"unsubscribed through this campaign: {report.opt_outs}", highlight=False)
     if report.reasons:
         out.print("reasons:")
         for reason, count in report.reasons:
             out.print(f"  {count} × {reason}", highlight=False, markup=False)
+    out.print(f"every message: autoloyal messages --campaign {c.id}", highlight=False)
 
 
 @campaign_app.command("cancel")
@@ -344,6 +369,7 @@ def _print_estimate(
     starts_at: datetime,
     reach: dict[str, int],
     settings: Settings,
+    sample_sms: str | None,
 ) -> None:
     starts = starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
     err.print(
@@ -355,8 +381,52 @@ def _print_estimate(
         "  with an address: " + ", ".join(f"{channel} {reach[channel]}" for channel in plan),
         highlight=False,
     )
+    err.print(
+        "  by the first channel they have: "
+        + ", ".join(f"{channel} {reach.get(f'first:{channel}', 0)}" for channel in plan),
+        highlight=False,
+    )
+    sms = reach.get("first:sms", 0)
+    if sms and sample_sms is not None:
+        err.print(
+            "  " + sms_estimate(sms, sample_sms, settings.sms.price_per_segment), highlight=False
+        )
     if kind == ADVERTISING:
         err.print("  advertising goes only to clients who agreed to it, outside quiet hours")
+
+
+def sms_estimate(messages: int, sample: str, price: Decimal) -> str:
+    """What `messages` SMS like `sample` cost, at `price` per billed part."""
+    parts = sms_length(sample).segments
+    if not price:
+        return (
+            f"SMS: up to {messages} × {parts} part(s); set [sms] price_per_segment to see the cost"
+        )
+    total = messages * parts * price
+    return f"SMS: up to {messages} × {parts} part(s) × {price:g} = {sum_text(total)}"
+
+
+def _sample_sms(
+    template: MessageTemplate, kind: str, settings: Settings, today: date, links: LinkSigner
+) -> str | None:
+    """The SMS of a typical client, with the opt-out line, as the campaign would queue it."""
+    if "sms" not in template.channels:
+        return None
+    context = sample_context(company_info(settings), today)
+    context["links"] = {**context["links"], "unsubscribe": links.url(1, 1)}
+    content = template.render(context, ["sms"]).content
+    return opt_out(settings).apply(content, kind, context)["sms"]["text"]
+
+
+def _check_account(account: str | None, settings: Settings) -> None:
+    if account is None:
+        return
+    names = [configured.name for configured in settings.email.account]
+    if account not in names:
+        raise CampaignError(
+            f"--email-account: no account {account!r} in [[email.account]] "
+            f"(accounts: {', '.join(names) or 'none configured'})"
+        )
 
 
 def _confirm() -> bool:
@@ -395,11 +465,15 @@ def _as_json(report: CampaignReport, settings: Settings) -> dict[str, Any]:
         "segment_params": c.segment_params,
         "channels": c.plan.split(","),
         "kind": c.kind,
+        "email_account": c.email_account,
         "starts_at": c.starts_at.isoformat(),
         "created_at": c.created_at.isoformat(),
         "cancelled_at": c.cancelled_at.isoformat() if c.cancelled_at else None,
         "total": report.total,
         "by_state": report.by_state,
         "by_channel": report.by_channel,
+        "by_sender": report.by_sender,
+        "cost": None if report.cost is None else str(report.cost),
+        "opt_outs": report.opt_outs,
         "reasons": [{"reason": reason, "count": count} for reason, count in report.reasons],
     }

@@ -26,6 +26,7 @@ from gateway.outbox import PlanError, parse_plan
 from storage.engine import DatabaseUrlError, normalize_database_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _QUIET_HOURS = re.compile(
     r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-3]):(?P<m2>[0-5]\d)"
 )
@@ -157,6 +158,25 @@ class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     api_token: str = ""
+    public_url: str = ""
+    """Where clients reach this server (unsubscribe links); "": http://host:port."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        if value and not _HTTP_URL.fullmatch(value):
+            raise ValueError(
+                f'expected an http(s) URL like "https://loyal.example.ru", got "{value}"'
+            )
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @field_validator("api_token")
     @classmethod
@@ -235,6 +255,7 @@ class TelegramSettings(Section):
     token: str = ""
     api_server: str = "https://api.telegram.org"
     bot_username: str = ""
+    staff_chat_id: int | None = None
     rate_per_second: float = Field(default=30.0, gt=0)
     chat_rate_per_second: float = Field(default=1.0, gt=0)
     request_timeout: float = Field(default=10.0, gt=0)
@@ -256,6 +277,159 @@ class TelegramSettings(Section):
         return value.rstrip("/")
 
 
+SMS_PROVIDERS = ("smsru", "smsc", "generic")
+SMS_BASE_URLS = {"smsru": "https://sms.ru", "smsc": "https://smsc.ru"}
+
+
+class SmsSettings(Section):
+    provider: Literal["", "smsru", "smsc", "generic"] = ""
+    base_url: str = ""
+    sender: str = Field(default="", max_length=64)
+    login: str = ""
+    password: str = ""
+    rate_per_second: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=15.0, gt=0)
+    price_per_segment: Decimal = Field(default=Decimal(0), ge=0, decimal_places=4)
+    opt_out_text: str = "Отказ: {link}"
+    callback_secret: str = ""
+    poll_minutes: float = Field(default=10.0, ge=0)
+    generic: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not _HTTP_URL.fullmatch(value):
+            raise ValueError(f'expected an http(s) URL like "https://sms.ru", got "{value}"')
+        return value.rstrip("/")
+
+    @field_validator("opt_out_text")
+    @classmethod
+    def _opt_out(cls, value: str) -> str:
+        try:
+            value.format(link="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                'only {link} may appear in braces, e.g. "Отказ: {link}" or "Отказ: СТОП"'
+            ) from None
+        return value
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and (len(value) < 16 or not re.fullmatch(r"[A-Za-z0-9_-]+", value)):
+            raise ValueError(
+                "expected at least 16 letters, digits, '-' or '_', "
+                "e.g. the output of `openssl rand -hex 16`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> SmsSettings:
+        if not self.provider:
+            return self
+        if self.provider == "generic":
+            if not self.generic:
+                raise ValueError("sms.generic: the generic provider needs a [sms.generic] table")
+            sms_generic_spec(self.generic)
+        elif not self.password:
+            what = "api_id" if self.provider == "smsru" else "password"
+            raise ValueError(f"sms.password: {self.provider} needs its {what} here")
+        if self.provider == "smsc" and not self.login:
+            raise ValueError("sms.login: smsc needs the account's login")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.base_url or SMS_BASE_URLS.get(self.provider, "")
+
+
+def sms_generic_spec(raw: Mapping[str, Any]) -> Any:
+    """The generic provider's spec, checked; a bad field is named `sms.generic.<field>`."""
+    import dataclasses
+
+    from gateway.channels.sms.generic import GenericSpec
+
+    known = {field.name: field for field in dataclasses.fields(GenericSpec)}
+    for key in raw:
+        if key not in known:
+            raise ValueError(f"sms.generic.{key}: unknown key")
+    for name, field in known.items():
+        required = field.default is dataclasses.MISSING
+        if required and field.default_factory is dataclasses.MISSING and name not in raw:
+            raise ValueError(f"sms.generic.{name}: required key is missing")
+    try:
+        return GenericSpec(**raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"sms.generic.{exc}") from None
+
+
+class EmailAccountSettings(Section):
+    name: str = Field(min_length=1, max_length=48)
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    login: str = ""
+    password: str = ""
+    from_name: str = ""
+    from_address: str
+    reply_to: str = ""
+    daily_limit: int | None = Field(default=None, ge=1)
+    dkim_domain: str = ""
+    dkim_selector: str = ""
+    dkim_key_file: Path | None = None
+    ca_file: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f'expected an e-mail address like "news@example.ru", got "{value}"')
+        return value
+
+    @model_validator(mode="after")
+    def _dkim(self) -> EmailAccountSettings:
+        given = [bool(self.dkim_domain), bool(self.dkim_selector), self.dkim_key_file is not None]
+        if any(given) and not all(given):
+            raise ValueError(
+                "dkim_domain, dkim_selector and dkim_key_file go together: set all three or none"
+            )
+        return self
+
+
+class EmailSettings(Section):
+    default_account: str = ""
+    account: tuple[EmailAccountSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _accounts(self) -> EmailSettings:
+        names = [account.name for account in self.account]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"email.account[{index}].name: {name!r} is used twice")
+        if self.default_account and self.default_account not in names:
+            known = ", ".join(names) or "none"
+            raise ValueError(
+                f"email.default_account: no account named {self.default_account!r} "
+                f"(accounts: {known})"
+            )
+        return self
+
+    @property
+    def default(self) -> str | None:
+        """The account a campaign uses unless it names one; None: no accounts."""
+        if self.default_account:
+            return self.default_account
+        return self.account[0].name if self.account else None
+
+
 class OutboxSettings(Section):
     dir: Path = Path("outbox")
     batch_size: int = Field(default=1000, ge=1, le=10_000)
@@ -266,6 +440,7 @@ class OutboxSettings(Section):
     advertising_limit: int = Field(default=2, ge=0)
     advertising_window_days: int = Field(default=7, ge=0)
     poll_seconds: float = Field(default=1.0, gt=0)
+    halt_minutes: float = Field(default=10.0, gt=0)
 
 
 class TemplateSettings(Section):
@@ -287,6 +462,8 @@ class Settings(Section):
     surveys: SurveySettings = SurveySettings()
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
+    sms: SmsSettings = SmsSettings()
+    email: EmailSettings = EmailSettings()
     outbox: OutboxSettings = OutboxSettings()
     templates: TemplateSettings = TemplateSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
@@ -376,7 +553,19 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
     templates = settings.templates
     if templates.dir is not None:
         templates = templates.model_copy(update={"dir": base / templates.dir})
-    settings = settings.model_copy(update={"outbox": outbox, "templates": templates})
+    accounts = tuple(
+        account.model_copy(
+            update={
+                "dkim_key_file": account.dkim_key_file and base / account.dkim_key_file,
+                "ca_file": account.ca_file and base / account.ca_file,
+            }
+        )
+        for account in settings.email.account
+    )
+    email = settings.email.model_copy(update={"account": accounts})
+    settings = settings.model_copy(
+        update={"outbox": outbox, "templates": templates, "email": email}
+    )
     url = normalize_database_url(settings.database.url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return settings
@@ -430,6 +619,8 @@ def _describe(exc: ValidationError) -> list[str]:
             reason = error["msg"][0].lower() + error["msg"][1:]
         quiet = kind in ("missing", "extra_forbidden", "value_error")
         got = "" if quiet else f", got {_show(error['input'])}"
+        if key and reason.startswith((f"{key}.", f"{key}[")):
+            key = ""  # a section's own check names the key in full
         lines.append(f"{key}: {reason}{got}" if key else f"{reason}{got}")
     return lines
 

@@ -17,6 +17,7 @@ from crm.campaigns import CampaignError
 from crm.demo.load import DemoError
 from crm.errors import DomainError
 from crm.importing import ImportFileError
+from crm.mailing import MailingError
 from crm.segments import SegmentError
 from crm.templates import TemplateNotFound
 from gateway.outbox import PlanError
@@ -39,6 +40,7 @@ USER_ERRORS = (
     CampaignError,
     SegmentError,
     DomainError,
+    MailingError,
 )
 
 # Soft wrap: a summary line piped to a script or a log stays one line.

@@ -1,4 +1,5 @@
-"""The aiohttp application: health, the integration API at /api/v1; webhooks plug in here."""
+"""The aiohttp application: health, the integration API at /api/v1, the unsubscribe pages at
+/u/, the SMS providers' webhooks at /webhooks/sms/."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import autoloyal
 from autoloyal.api import make_api
 from autoloyal.api.openapi import PREFIX
 from autoloyal.app import App
+from autoloyal.unsubscribe import make_unsubscribe
+from autoloyal.webhooks import make_webhooks
 from storage import read_only
 
 APP_KEY = web.AppKey("autoloyal", App)
@@ -19,6 +22,8 @@ def make_http_app(app: App) -> web.Application:
     http[APP_KEY] = app
     http.router.add_get("/healthz", healthz)
     http.add_subapp(PREFIX, make_api(app))
+    http.add_subapp("/u", make_unsubscribe(app))
+    http.add_subapp("/webhooks", make_webhooks(app))
     return http
 
 

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+from typing import cast
 
 from aiohttp import web
 
 from autoloyal.app import App, masked_url, open_app
 from autoloyal.config import Settings
 from autoloyal.http import make_http_app
-from autoloyal.messaging import build_channels, describe_channels, dispatch_policy, worker_name
+from autoloyal.messaging import (
+    build_channels,
+    describe_channels,
+    dispatch_policy,
+    staff_alerts,
+    worker_name,
+)
+from gateway.channels.sms import SmsProvider
 from gateway.dispatch import Dispatcher
+from gateway.receipts import poll_receipts
 from storage import current_revision
 
 log = logging.getLogger("autoloyal")
@@ -64,25 +74,63 @@ async def _start_api(app: App) -> web.AppRunner:
     site = web.TCPSite(runner, app.settings.http.host, app.settings.http.port)
     await site.start()
     addresses = ", ".join(f"http://{host}:{port}" for host, port, *_ in runner.addresses)
-    api = "on" if app.settings.http.api_token else "off (no [http] api_token)"
-    log.info("role api: serving %s (GET /healthz; /api/v1 %s)", addresses, api)
+    settings = app.settings
+    api = "on" if settings.http.api_token else "off (no [http] api_token)"
+    sms = f"; /webhooks/sms/{settings.sms.provider}" if settings.sms.provider else ""
+    log.info(
+        "role api: serving %s (GET /healthz; /api/v1 %s; /u/ unsubscribe pages at %s%s)",
+        addresses,
+        api,
+        settings.http.base_url,
+        sms,
+    )
     return runner
 
 
 def _start_dispatcher(app: App, stop: asyncio.Event) -> asyncio.Task[None]:
     channels = build_channels(app.settings)
     dispatcher = Dispatcher(
-        app.sessions, channels, dispatch_policy(app.settings), app.clock, worker=worker_name()
+        app.sessions,
+        channels,
+        dispatch_policy(app.settings),
+        app.clock,
+        worker=worker_name(),
+        alerts=staff_alerts(app.settings, channels),
     )
     log.info("role dispatcher: %s", describe_channels(channels))
+    sms = channels["sms"]
+    minutes = app.settings.sms.poll_minutes
+    polling = getattr(sms, "can_poll", False) and minutes > 0
 
     async def work() -> None:
+        poller = None
+        if polling:
+            provider = cast(SmsProvider, sms)  # can_poll: an SMS provider's adapter
+            poller = asyncio.create_task(_poll(app, provider, minutes * 60, stop))
         try:
             await dispatcher.run(stop)
         finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
             await dispatcher.close()
 
     return asyncio.create_task(work())
+
+
+async def _poll(app: App, provider: SmsProvider, every: float, stop: asyncio.Event) -> None:
+    """Ask the SMS provider for the receipts of the last day's messages, every `every` s."""
+    log.info("receipts: asking %s every %g min", provider.provider, every / 60)
+    while not stop.is_set():
+        try:
+            report = await poll_receipts(app.sessions, {provider.provider: provider}, app.clock)
+        except Exception:
+            log.exception("receipts: the poll failed; trying again in %g min", every / 60)
+        else:
+            if report.applied:
+                log.info("receipts: %d message(s) settled by the poll", report.applied)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 def _stop_on_signals() -> asyncio.Event:

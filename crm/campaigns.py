@@ -11,15 +11,18 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.context import OCCASION_SECTIONS, CompanyInfo, context_maker, reachable_channels
+from crm.preferences import LinkSigner
 from crm.recipients import client_pages
 from crm.segments import SegmentContext, SegmentQuery, resolve
 from crm.templates import TemplateLibrary
 from gateway.lifecycle import cancel
+from gateway.optout import OptOut
 from gateway.outbox import (
     CANCELLED,
     FAILED,
@@ -35,7 +38,7 @@ from gateway.outbox import (
     parse_plan,
 )
 from gateway.render import MessageTemplate
-from storage.models import Client
+from storage.models import Client, ConsentEvent
 from storage.outbox import Campaign, Message
 
 ACTIVE = "active"
@@ -56,15 +59,24 @@ class CampaignPlan:
     plan: tuple[str, ...]
     kind: str
     starts_at: datetime
+    email_account: str | None = None
 
 
 @dataclass(slots=True)
 class CampaignReport:
+    """Where every message of a campaign stands: `by_state` adds up to all of them."""
+
     campaign: Campaign
     status: str
     by_state: dict[str, int]
     by_channel: dict[str, dict[str, int]]
     reasons: list[tuple[str, int]] = field(default_factory=list)
+    by_sender: dict[str, dict[str, int]] = field(default_factory=dict)
+    """{account it went out through: {state: count}} for messages that went out."""
+    cost: Decimal | None = None
+    """What the providers charged, where they said (None: nothing priced)."""
+    opt_outs: int = 0
+    """Clients who turned advertising off through this campaign's messages."""
 
     @property
     def total(self) -> int:
@@ -82,6 +94,7 @@ async def prepare_campaign(
     kind: str,
     starts_at: datetime,
     context: SegmentContext,
+    email_account: str | None = None,
 ) -> CampaignPlan:
     """Check everything a campaign needs before a single message is rendered."""
     compiled = await library.get(session, template)
@@ -94,12 +107,22 @@ async def prepare_campaign(
             "provides: it is sent by that feature, not to a segment"
         )
     members = (await resolve(session, segment, params, context)).members
-    return CampaignPlan(segment, dict(params), members, compiled, plan, kind, starts_at)
+    return CampaignPlan(
+        segment, dict(params), members, compiled, plan, kind, starts_at, email_account
+    )
 
 
 async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[str, int]:
-    """The segment's size, and how many of its clients have each channel's address."""
+    """The segment's size, how many of its clients have each channel's address, and how
+    many would get the message through each channel (the first of the plan they have an
+    address for: `first:<channel>`), before consent and quiet hours are counted."""
     members = plan.members.subquery()
+    addresses = {"telegram": Client.telegram_id, "sms": Client.phone, "email": Client.email}
+    first = case(
+        *((addresses[channel].is_not(None), channel) for channel in plan.plan),
+        else_=None,
+    ).label("first")
+    in_segment = Client.id.in_(select(members.c[0]))
     row = (
         await session.execute(
             select(
@@ -107,10 +130,16 @@ async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[st
                 func.count(Client.telegram_id),
                 func.count(Client.phone),
                 func.count(Client.email),
-            ).where(Client.id.in_(select(members.c[0])))
+            ).where(in_segment)
         )
     ).one()
-    return {"clients": row[0], "telegram": row[1], "sms": row[2], "email": row[3]}
+    counts = {"clients": row[0], "telegram": row[1], "sms": row[2], "email": row[3]}
+    for channel, count in await session.execute(
+        select(first, func.count()).where(in_segment).group_by(first)
+    ):
+        if channel is not None:
+            counts[f"first:{channel}"] = count
+    return counts
 
 
 async def create_campaign(
@@ -123,8 +152,14 @@ async def create_campaign(
     name: str = "",
     created_by: str = "",
     batch_size: int = 1000,
+    links: LinkSigner | None = None,
+    opt_out: OptOut | None = None,
 ) -> tuple[Campaign, EnqueueResult]:
-    """Create the campaign and queue a message for every client of its segment."""
+    """Create the campaign and queue a message for every client of its segment.
+
+    With `links`, every message carries the client's unsubscribe link (naming this
+    campaign); `opt_out` adds each channel's way out to advertising.
+    """
     campaign = Campaign(
         name=name or f"{plan.template.name} → {plan.segment}",
         segment=plan.segment,
@@ -134,6 +169,7 @@ async def create_campaign(
         kind=plan.kind,
         state=ACTIVE,
         starts_at=plan.starts_at,
+        email_account=plan.email_account,
         created_by=created_by,
         created_at=now,
     )
@@ -141,7 +177,9 @@ async def create_campaign(
     await session.flush()
     result = EnqueueResult()
     members = plan.members
-    context_for = context_maker(company, today)
+    campaign_id = campaign.id
+    unsubscribe = None if links is None else (lambda client: links.url(client, campaign_id))
+    context_for = context_maker(company, today, unsubscribe)
     async for page in client_pages(session, members, batch_size):
         recipients = [
             Recipient(
@@ -163,6 +201,8 @@ async def create_campaign(
                 not_before=plan.starts_at,
                 campaign_id=campaign.id,
                 new_keys=True,
+                opt_out=opt_out,
+                account=plan.email_account,
             )
         )
     return campaign, result
@@ -202,12 +242,30 @@ async def campaign_report(session: AsyncSession, campaign_id: int, now: datetime
         .order_by(func.count().desc())
         .limit(10)
     )
+    by_sender: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    cost = None
+    for sender, state, count, priced in await session.execute(
+        select(Message.sender, Message.state, func.count(), func.sum(Message.cost))
+        .where(Message.campaign_id == campaign_id, Message.sender.is_not(None))
+        .group_by(Message.sender, Message.state)
+    ):
+        by_sender[sender or "-"][state] += count
+        if priced is not None:
+            cost = (cost or Decimal(0)) + Decimal(priced)
+    opt_outs = await session.scalar(
+        select(func.count(distinct(ConsentEvent.client_id))).where(
+            ConsentEvent.campaign_id == campaign_id, ConsentEvent.granted.is_(False)
+        )
+    )
     return CampaignReport(
         campaign=campaign,
         status=_status(campaign, by_state, now),
         by_state={state: by_state[state] for state in STATES if by_state[state]},
         by_channel={channel: dict(states) for channel, states in sorted(by_channel.items())},
         reasons=[(str(reason), count) for reason, count in reasons],
+        by_sender={sender: dict(states) for sender, states in sorted(by_sender.items())},
+        cost=cost,
+        opt_outs=int(opt_outs or 0),
     )
 
 

@@ -110,28 +110,35 @@ def message_context(
 
 
 def context_maker(
-    company: CompanyInfo, today: date
+    company: CompanyInfo,
+    today: date,
+    unsubscribe: Callable[[int], str] | None = None,
 ) -> Callable[[ClientFacts, CarFacts | None], dict[str, Any]]:
     """`message_context` for many clients of one mailing: what they share is built once.
 
     The shared sections are the same dict objects in every context; templates cannot
-    change them (the sandbox is immutable), so sharing is safe.
+    change them (the sandbox is immutable), so sharing is safe. `unsubscribe` makes a
+    client's personal unsubscribe link from their id (None: messages carry none).
     """
+    links = {"booking": company.booking_url, "unsubscribe": None}
     shared = {
         "company": company.section(),
-        "links": {"booking": company.booking_url, "unsubscribe": None},
+        "links": links,
         "today": today,
         "locale": company.locale,
         "currency": company.currency,
     }
 
     def make(client: ClientFacts, car: CarFacts | None) -> dict[str, Any]:
-        return {
+        context = {
             **shared,
             "client": client_section(client, today, company.locale),
             "car": car_section(car),
             "timezone": client.timezone or company.timezone,
         }
+        if unsubscribe is not None:
+            context["links"] = {**links, "unsubscribe": unsubscribe(client.id)}
+        return context
 
     return make
 

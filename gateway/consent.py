@@ -28,8 +28,11 @@ def allowed(consents: ConsentRows, channel: str, purpose: str) -> bool:
     return purpose == SERVICE
 
 
-def refusal(channel: str, purpose: str) -> str:
-    """The reason recorded when consent stops a message."""
-    if purpose == ADVERTISING:
-        return f"{channel}: no consent to advertising"
-    return f"{channel}: the client opted out of service messages"
+def refusal(consents: ConsentRows, channel: str, purpose: str) -> str:
+    """The reason recorded when consent stops a message: a client who said no to this
+    channel (an unsubscribe, a stop word) reads differently from one who never said yes."""
+    if purpose != ADVERTISING:
+        return f"{channel}: the client opted out of service messages"
+    if consents.get((channel, purpose)) is False:
+        return f"{channel}: the client unsubscribed from advertising"
+    return f"{channel}: no consent to advertising"

@@ -3,8 +3,10 @@
 For each message: pick the first channel of the plan (from where it stands) that has the
 client's address, consent and no mark of being unreachable; advertising waits out the
 night and takes a slot of the client's frequency cap; then wait for the channel's rate
-limits, record the attempt as open, send, and record the outcome. Transient errors retry
-the same channel with backoff; permanent ones fall through to the next channel.
+limits (and the sender account's daily limit), record the attempt as open, send, and record
+the outcome. Transient errors retry the same channel with backoff; permanent ones fall
+through to the next channel. A halted channel (no money, credentials refused) rests: its
+messages wait without losing a try, and staff are alerted once per halt.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as clock_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import lifecycle
-from gateway.channels import CONTACTS, Channel, Outgoing, Permanent, SendResult, Sent
+from gateway import lifecycle, receipts
+from gateway.alerts import Alerts, LogAlerts
+from gateway.channels import (
+    CONTACTS,
+    Channel,
+    Halted,
+    Outgoing,
+    Permanent,
+    Sender,
+    SendResult,
+    Sent,
+    UnknownAccount,
+)
 from gateway.consent import ADVERTISING, allowed, refusal
 from gateway.outbox import FAILED, SENT, SKIPPED
 from gateway.quiet import Night, morning_after
@@ -54,6 +68,8 @@ class DispatchPolicy:
     advertising_window_days: int = 7
     poll_seconds: float = 1.0
     max_in_flight: int = 64
+    halt_seconds: float | None = None
+    """How long a halted channel rests (None: as long as the adapter says)."""
 
     @property
     def lease(self) -> timedelta:
@@ -70,8 +86,15 @@ class _Route:
     channel_index: int
     channel: str
     address: str
+    sender: Sender
     history: str | None = None
     """The message's reason with the channels skipped on the way here; saved as it begins."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    start: datetime
+    end: datetime
 
 
 class Dispatcher:
@@ -87,6 +110,7 @@ class Dispatcher:
         worker: str = "dispatcher",
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        alerts: Alerts | None = None,
     ) -> None:
         self.sessions = sessions
         self.channels = dict(channels)
@@ -94,6 +118,11 @@ class Dispatcher:
         self.clock = clock
         self.worker = worker
         self.rng = rng or random.Random()
+        self.alerts = alerts or LogAlerts()
+        self._halted: dict[str, datetime] = {}
+        """Channels resting after a Halted answer, until when (by `clock`)."""
+        self._alerted: set[str] = set()
+        """Channels staff were told are halted, and not yet that they work again."""
         self.stopping = asyncio.Event()
         self._monotonic = monotonic
         self._limits = {
@@ -207,6 +236,10 @@ class Dispatcher:
                 state = FAILED if message.attempts else SKIPPED
                 await lifecycle.settle(session, message, state, now, reason=history)
                 return None
+            resting = self._halted.get(route.channel)
+            if resting is not None and resting > now:
+                await lifecycle.requeue(session, message, resting, now)
+                return None
             if message.kind == ADVERTISING:
                 zone = ZoneInfo(claimed.timezone or self.policy.default_timezone)
                 morning = morning_after(now, zone, self.policy.night)
@@ -220,7 +253,7 @@ class Dispatcher:
                     )
                     await lifecycle.settle(session, message, SKIPPED, now, reason=cap)
                     return None
-            return _Route(route.channel_index, route.channel, route.address, history)
+            return _Route(route.channel_index, route.channel, route.address, route.sender, history)
 
     def _first_open_channel(self, claimed: lifecycle.Claimed) -> tuple[_Route | None, list[str]]:
         message = claimed.message
@@ -238,9 +271,14 @@ class Dispatcher:
             elif mark is not None and mark.address == address:
                 reasons.append(f"{channel}: unreachable ({mark.reason})")
             elif not allowed(claimed.consents, channel, message.kind):
-                reasons.append(refusal(channel, message.kind))
+                reasons.append(refusal(claimed.consents, channel, message.kind))
             else:
-                return _Route(index, channel, address), reasons
+                try:
+                    sender = self.channels[channel].sender(message.account)
+                except UnknownAccount as exc:
+                    reasons.append(f"{channel}: {exc}")
+                    continue
+                return _Route(index, channel, address, sender), reasons
         return None, reasons
 
     async def _cap_allows(self, session: AsyncSession, message: Message, now: datetime) -> bool:
@@ -271,7 +309,22 @@ class Dispatcher:
             if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
                 return None  # cancelled or reaped while it waited for a slot
             message = await session.get_one(Message, message_id, populate_existing=True)
-            await lifecycle.begin_attempt(session, message, route.channel_index, route.address, now)
+            resting = self._halted.get(route.channel)
+            if resting is not None and resting > now:
+                # The channel halted while this message waited for its rate-limit slot.
+                await lifecycle.requeue(session, message, resting, now)
+                return None
+            limit = route.sender.daily_limit
+            if limit is not None:
+                day = self._local_day(now)
+                used = await lifecycle.sends_since(session, route.sender.name, day.start)
+                if used >= limit:
+                    why = f"{route.sender.name}: the daily limit of {limit} is used up"
+                    await lifecycle.requeue(session, message, day.end, now, last_error=why)
+                    return None
+            await lifecycle.begin_attempt(
+                session, message, route.channel_index, route.address, now, route.sender.name
+            )
             message.reason = route.history
             return Outgoing(
                 message_id=message.id,
@@ -280,7 +333,17 @@ class Dispatcher:
                 address=route.address,
                 kind=message.kind,
                 content=message.content[route.channel],
+                account=message.account,
             )
+
+    def _local_day(self, now: datetime) -> _Day:
+        """The company's calendar day around `now`, as UTC bounds: daily limits reset at
+        local midnight."""
+        zone = ZoneInfo(self.policy.default_timezone)
+        today = now.astimezone(zone).date()
+        start = datetime.combine(today, clock_time(), zone)
+        end = datetime.combine(today + timedelta(days=1), clock_time(), zone)
+        return _Day(start, end)
 
     async def _record(self, message_id: int, outgoing: Outgoing, result: SendResult) -> None:
         now = self.clock()
@@ -289,7 +352,9 @@ class Dispatcher:
             attempt = await lifecycle.open_attempt(session, message_id)
             message.attempts += 1
             if isinstance(result, Sent):
+                sender = result.sender or attempt.sender
                 lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_SENT, now, result.provider_id)
+                attempt.sender, attempt.cost = sender, result.cost
                 await lifecycle.settle(
                     session,
                     message,
@@ -297,11 +362,33 @@ class Dispatcher:
                     now,
                     sent_at=now,
                     provider_message_id=result.provider_id,
+                    sender=sender,
+                    cost=result.cost,
                     last_error=None,
                 )
+                if outgoing.channel in self._alerted:
+                    self._alerted.discard(outgoing.channel)
+                    await self.alerts.alert(f"{outgoing.channel} sends again.")
+                if result.provider_id and sender:
+                    # A receipt can overtake the send: the provider called back before this
+                    # transaction recorded the id. It waited; it applies now.
+                    await receipts.apply_waiting(session, message, sender, now)
                 return
             error = result.error
             message.last_error = error
+            if isinstance(result, Halted):
+                lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_HALTED, now, error=error)
+                pause = self.policy.halt_seconds or result.pause
+                resume = now + timedelta(seconds=pause)
+                self._halted[outgoing.channel] = resume
+                await lifecycle.requeue(session, message, resume, now)
+                if outgoing.channel not in self._alerted:
+                    self._alerted.add(outgoing.channel)
+                    await self.alerts.alert(
+                        f"{outgoing.channel} stopped sending: {error}. Its messages wait; "
+                        f"it is tried again every {pause / 60:g} min."
+                    )
+                return
             if isinstance(result, Permanent):
                 lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_PERMANENT, now, error=error)
                 if result.unreachable:

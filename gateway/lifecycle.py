@@ -8,6 +8,7 @@ attempt is open), and `unknown` when one may have: never resent blindly.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,9 @@ ATTEMPT_SENT = "sent"
 ATTEMPT_TRANSIENT = "transient"
 ATTEMPT_PERMANENT = "permanent"
 ATTEMPT_UNKNOWN = "unknown"
+_SENDER_LOCKS = 0x6175  # the advisory lock namespace of daily limits ("au")
+ATTEMPT_HALTED = "halted"
+"""The provider refused for the whole account (no money, credentials): the message waits."""
 
 CAPPED_STATES = (SENDING, SENT, DELIVERED, UNKNOWN)
 """States in which an advertising message holds a slot of the client's frequency cap."""
@@ -151,7 +155,12 @@ async def take_cap_slot(
 
 
 async def begin_attempt(
-    session: AsyncSession, message: Message, channel_index: int, address: str, now: datetime
+    session: AsyncSession,
+    message: Message,
+    channel_index: int,
+    address: str,
+    now: datetime,
+    sender: str | None = None,
 ) -> MessageAttempt:
     """Record that a request is about to go out: from here on a crash means `unknown`."""
     channel = message.plan.split(",")[channel_index]
@@ -162,11 +171,37 @@ async def begin_attempt(
     message.address = address
     message.updated_at = now
     attempt = MessageAttempt(
-        message_id=message.id, channel=channel, address=address, started_at=now
+        message_id=message.id, channel=channel, address=address, started_at=now, sender=sender
     )
     session.add(attempt)
     await session.flush()
     return attempt
+
+
+async def sends_since(session: AsyncSession, sender: str, since: datetime) -> int:
+    """Requests that went out through `sender` since `since` and may have been taken: what a
+    daily limit counts (refused ones do not use it up).
+
+    The count and the attempt the caller then records must not interleave with another
+    dispatcher's, or both would take the last slot: on PostgreSQL a transaction-scoped
+    advisory lock per sender orders them; on SQLite the write transaction already does.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(sender.encode()) - 2**31
+        await session.execute(select(func.pg_advisory_xact_lock(_SENDER_LOCKS, key)))
+    counted = await session.scalar(
+        select(func.count())
+        .select_from(MessageAttempt)
+        .where(
+            MessageAttempt.sender == sender,
+            MessageAttempt.started_at >= since,
+            or_(
+                MessageAttempt.outcome.is_(None),
+                MessageAttempt.outcome.in_((ATTEMPT_SENT, ATTEMPT_UNKNOWN)),
+            ),
+        )
+    )
+    return int(counted or 0)
 
 
 async def open_attempt(session: AsyncSession, message_id: int) -> MessageAttempt:

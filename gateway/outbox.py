@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.consent import ADVERTISING, SERVICE
+from gateway.optout import OptOut
 from gateway.render import MessageTemplate
 from storage.bulk import table_of
 from storage.outbox import Message
@@ -99,6 +100,8 @@ async def enqueue(
     not_before: datetime | None = None,
     campaign_id: int | None = None,
     new_keys: bool = False,
+    opt_out: OptOut | None = None,
+    account: str | None = None,
 ) -> EnqueueResult:
     """Render and insert one batch of messages in the caller's transaction.
 
@@ -106,6 +109,8 @@ async def enqueue(
     INSERT ... ON CONFLICT DO NOTHING, so a key another process queued a moment ago is a
     duplicate too. A duplicate is left as it was, whatever its state. `new_keys` says the
     caller made the keys up in this transaction (a new campaign's), so none can be known.
+    `opt_out` adds each channel's way out to advertising (the link from the context's
+    `links.unsubscribe`); `account` is the e-mail account the messages go out from.
     """
     check_plan(template, plan, kind)
     batch = list(recipients)
@@ -115,6 +120,7 @@ async def enqueue(
         "template": template.name,
         "kind": kind,
         "plan": ",".join(plan),
+        "account": account,
         "state": QUEUED,
         "channel_index": 0,
         "attempts": 0,
@@ -128,9 +134,7 @@ async def enqueue(
             recipient.key,
             recipient.client_id,
             recipient.branch_id,
-            template.render(
-                recipient.context, plan if recipient.channels is None else recipient.channels
-            ).content,
+            _content(template, recipient, plan, kind, opt_out),
         )
         for recipient in batch
         if recipient.key not in known
@@ -147,6 +151,18 @@ async def enqueue(
         )
         queued = len(result.all())
     return EnqueueResult(queued=queued, duplicates=len(batch) - queued)
+
+
+def _content(
+    template: MessageTemplate,
+    recipient: Recipient,
+    plan: Sequence[str],
+    kind: str,
+    opt_out: OptOut | None,
+) -> dict[str, dict[str, str]]:
+    channels = plan if recipient.channels is None else recipient.channels
+    content = template.render(recipient.context, channels).content
+    return content if opt_out is None else opt_out.apply(content, kind, recipient.context)
 
 
 _PER_ROW = ("idempotency_key", "client_id", "branch_id", "content")

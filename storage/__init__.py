@@ -14,6 +14,7 @@ from storage.bonuses import (
 from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
 from storage.migrate import current_revision, upgrade
 from storage.models import (
+    AppSecret,
     Base,
     Branch,
     BranchDepartment,
@@ -22,18 +23,22 @@ from storage.models import (
     ClientAlias,
     ClientConsent,
     ClientTag,
+    ConsentEvent,
     OdometerReading,
     Visit,
 )
 from storage.outbox import (
     Campaign,
     ChannelUnreachable,
+    DeliveryReceipt,
+    InboundSms,
     Message,
     MessageAttempt,
     MessageTemplate,
 )
 
 __all__ = [
+    "AppSecret",
     "Base",
     "BonusLot",
     "BonusMovement",
@@ -48,7 +53,10 @@ __all__ = [
     "ClientAlias",
     "ClientConsent",
     "ClientTag",
+    "ConsentEvent",
+    "DeliveryReceipt",
     "DiscountCard",
+    "InboundSms",
     "Message",
     "MessageAttempt",
     "MessageTemplate",

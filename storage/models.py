@@ -136,6 +136,35 @@ class ClientConsent(Base):
     source: Mapped[str] = mapped_column(String(32))
 
 
+class ConsentEvent(Base):
+    """Every change of a client's word, with where it came from: the history behind
+    `client_consent`, and how a campaign counts the opt-outs it caused."""
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(32))
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The campaign whose message carried the link or was answered; no foreign key, so
+    this module stays free of the outbox's tables."""
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AppSecret(Base):
+    """Secrets the installation makes for itself on first use (the key that signs
+    unsubscribe links), shared by every process through the database."""
+
+    __tablename__ = "app_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Car(Base):
     __tablename__ = "car"
     __table_args__ = (Index("ix_car_vin", "vin"), Index("ix_car_plate", "plate"))

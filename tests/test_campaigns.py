@@ -18,11 +18,13 @@ from crm.campaigns import (
     create_campaign,
     prepare_campaign,
 )
+from crm.preferences import PAGE, LinkSigner, LinkToken, link_secret, opt_out
 from crm.segments import SegmentContext, SegmentError
 from crm.templates import TemplateLibrary
 from gateway import lifecycle
 from gateway.channels.filesink import FileSink
 from gateway.consent import SERVICE
+from gateway.optout import OptOut
 from gateway.outbox import PlanError, Recipient, enqueue
 from gateway.render import TemplateProblem
 from storage.models import Client
@@ -293,3 +295,72 @@ async def test_a_campaign_to_an_expression_of_segments_reaches_just_its_clients(
     async with db.sessions() as session:
         keys = set(await session.scalars(select(Message.idempotency_key)))
     assert keys == {f"campaign:{campaign_id}:{recent}", f"campaign:{campaign_id}:{lost}"}
+
+
+async def launch_with_links(
+    db: Database, clock: FakeClock, plan: CampaignPlan
+) -> tuple[int, LinkSigner]:
+    async with db.sessions() as session, session.begin():
+        signer = LinkSigner(await link_secret(session, clock()), "https://loyal.example.ru")
+        campaign, _ = await create_campaign(
+            session,
+            plan,
+            COMPANY,
+            now=clock(),
+            today=clock().date(),
+            links=signer,
+            opt_out=OptOut("Отказ: {link}"),
+        )
+        return campaign.id, signer
+
+
+async def test_advertising_carries_each_clients_own_way_out(db: Database, clock: FakeClock) -> None:
+    ivan = await add_client(db, phone="+79161234567", email="ivan@example.ru")
+    anna = await add_client(db, phone="+79161234568", email="anna@example.ru", first_name="Анна")
+    plan = dataclasses.replace(
+        await plan_for(db, clock, channels="sms,email"), email_account="news"
+    )
+
+    campaign_id, signer = await launch_with_links(db, clock, plan)
+
+    async with db.sessions() as session:
+        messages = (await session.scalars(select(Message).order_by(Message.client_id))).all()
+    for sent, client in zip(messages, (ivan, anna), strict=True):
+        link = signer.url(client, campaign_id)
+        assert sent.content["sms"]["text"].endswith(f"— {COMPANY.name} Отказ: {link}")
+        assert sent.content["email"]["list_unsubscribe"] == f"{link}?channel=email"
+        assert f'href="{link}"' in sent.content["email"]["html"], "the footer's link"
+        assert sent.account == "news"
+        token = link.rsplit("/", 1)[1]
+        assert signer.read(token) == LinkToken(client, campaign_id)
+
+
+async def test_service_messages_carry_no_opt_out_line(db: Database, clock: FakeClock) -> None:
+    await add_client(db, phone="+79161234567", email="ivan@example.ru")
+    plan = await plan_for(db, clock, channels="sms,email", kind=SERVICE)
+
+    await launch_with_links(db, clock, plan)
+
+    async with db.sessions() as session:
+        [sent] = (await session.scalars(select(Message))).all()
+    assert "Отказ" not in sent.content["sms"]["text"]
+    assert "list_unsubscribe" not in sent.content["email"]
+    assert sent.account is None
+
+
+async def test_the_report_counts_the_opt_outs_a_campaign_caused(
+    db: Database, clock: FakeClock
+) -> None:
+    clients = [await add_client(db, phone=f"+7916123456{n}") for n in range(3)]
+    campaign_id, _ = await launch_with_links(db, clock, await plan_for(db, clock, channels="sms"))
+    async with db.sessions() as session, session.begin():
+        for client in clients[:2]:
+            await opt_out(
+                session, client, ["sms"], source=PAGE, now=clock(), campaign_id=campaign_id
+            )
+        await opt_out(session, clients[0], None, source=PAGE, now=clock(), campaign_id=campaign_id)
+        await opt_out(session, clients[2], ["sms"], source=PAGE, now=clock(), campaign_id=None)
+
+    async with db.sessions() as session:
+        report = await campaign_report(session, campaign_id, clock())
+    assert report.opt_outs == 2

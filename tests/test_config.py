@@ -67,7 +67,7 @@ def test_the_example_file_documents_every_key() -> None:
     def documented(key: str) -> bool:
         name = re.escape(key.rsplit(".", 1)[-1])
         as_value = rf"^#?\s*{name}\s*="
-        as_table = rf"^\[{re.escape(key)}\]"
+        as_table = rf"^#?\s*\[{re.escape(key)}\]"
         return bool(re.search(as_value, text, re.M) or re.search(as_table, text, re.M))
 
     missing = [key for key in keys_of(Settings) if not documented(key)]
@@ -107,6 +107,48 @@ def test_the_example_file_documents_every_key() -> None:
         ),
         ("[import]\nbatch_size = 0", "import.batch_size: must be at least 1, got 0"),
         ("company = 5", "company: expected a table, got 5"),
+        ("[sms]\nprovider = 'twilio'", "sms.provider: expected '', 'smsru', 'smsc' or 'generic'"),
+        ("[sms]\nprovider = 'smsru'", "sms.password: smsru needs its api_id here"),
+        ("[sms]\nprovider = 'smsc'\npassword = 'p'", "sms.login: smsc needs the account's login"),
+        ("[sms]\nprovider = 'generic'", "sms.generic: the generic provider needs a [sms.generic]"),
+        (
+            "[sms]\nprovider = 'generic'\n[sms.generic]\nurl = 'https://x.ru/send'\nfeilds = 1",
+            "sms.generic.feilds: unknown key",
+        ),
+        (
+            "[sms]\nprovider = 'generic'\n[sms.generic]\nurl = 'https://x.ru/send'\n"
+            "fields = { to = '{digits}', text = '{txt}' }",
+            "sms.generic.fields.text: unknown placeholder {txt}",
+        ),
+        ("[sms]\nopt_out_text = 'Отказ: {url}'", "sms.opt_out_text: only {link} may appear"),
+        ("[sms]\ncallback_secret = 'abc'", "sms.callback_secret: expected at least 16"),
+        ("[http]\npublic_url = 'loyal.ru'", "http.public_url: expected an http(s) URL"),
+        ("[email]\ndefault_account = 'news'", "email.default_account: no account named 'news'"),
+        (
+            "[[email.account]]\nname = 'News'\nhost = 'h'\nfrom_address = 'a@b.ru'",
+            "email.account[0].name: use lowercase latin letters",
+        ),
+        (
+            "[[email.account]]\nname = 'news'\nhost = 'h'\nfrom_address = 'ab.ru'",
+            'email.account[0].from_address: expected an e-mail address like "news@example.ru"',
+        ),
+        (
+            "[[email.account]]\nname = 'news'\nhost = 'h'\nfrom_address = 'a@b.ru'\n"
+            "security = 'ssl'",
+            "email.account[0].security: expected 'none', 'starttls' or 'tls'",
+        ),
+        (
+            "[[email.account]]\nname = 'news'\nhost = 'h'\nfrom_address = 'a@b.ru'\n"
+            "dkim_domain = 'b.ru'",
+            "email.account[0]: dkim_domain, dkim_selector and dkim_key_file go together",
+        ),
+        (
+            "[[email.account]]\nname = 'a'\nhost = 'h'\nfrom_address = 'a@b.ru'\n"
+            "[[email.account]]\nname = 'a'\nhost = 'h'\nfrom_address = 'a@b.ru'",
+            "email.account[1].name: 'a' is used twice",
+        ),
+        ("[telegram]\nstaff_chat_id = 'staff'", "telegram.staff_chat_id: expected an integer"),
+        ("[outbox]\nhalt_minutes = 0", "outbox.halt_minutes: must be greater than 0, got 0"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_file_and_the_key(

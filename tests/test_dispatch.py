@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway import lifecycle
+from gateway.alerts import ChatAlerts
 from gateway.channels.filesink import FileSink
 from gateway.channels.telegram import TelegramChannel
 from gateway.consent import ALL_CHANNELS, SERVICE
@@ -246,7 +247,7 @@ async def test_quiet_hours_are_the_clients_own_when_their_zone_is_known(
         pytest.param(
             {(ALL_CHANNELS, "advertising"): True, ("telegram", "advertising"): False},
             "advertising",
-            "telegram: no consent to advertising",
+            "telegram: the client unsubscribed from advertising",
             id="channel-overrides-blanket",
         ),
         pytest.param(
@@ -446,3 +447,38 @@ async def test_two_dispatchers_share_the_queue_and_never_send_one_message_twice(
     written = [line["message_id"] for line in sms_lines(sink)]
     assert sorted(written) == sorted(ids)
     assert {(await message(db, m)).state for m in ids} == {"sent"}
+
+
+async def test_a_refused_bot_token_halts_telegram_the_message_waits_and_staff_hear_once(
+    db: Database, clock: FakeClock, bot_api: FakeBotAPI
+) -> None:
+    client = await add_client(db, telegram_id=CHAT)
+    first = await queue_message(db, clock, client)
+    second = await queue_message(db, clock, client)
+    wrong = TelegramChannel("999:WRONG-token", api_server=bot_api.base_url, request_timeout=2)
+    heard: list[str] = []
+
+    async def post(text: str) -> None:
+        heard.append(text)
+
+    dispatcher = make_dispatcher(
+        db, {"telegram": wrong}, clock, halt_seconds=600.0, advertising_limit=0, max_in_flight=1
+    )
+    dispatcher.alerts = ChatAlerts(post)
+    try:
+        await dispatcher.drain()
+        clock.advance(minutes=11)
+        await dispatcher.drain()
+    finally:
+        await wrong.close()
+
+    for message_id in (first, second):
+        waiting = await message(db, message_id)
+        assert waiting.state == "queued", "a halted channel loses no message"
+        assert waiting.channel_attempts == 0, "and costs it no try"
+        assert waiting.next_attempt_at > clock()
+    assert [a.outcome for a in await attempts(db, first)] == ["halted", "halted"]
+    assert await attempts(db, second) == [], "while it rests, nothing else is tried"
+    assert len(heard) == 1
+    assert "telegram stopped sending" in heard[0]
+    assert "check [telegram] token" in heard[0]

@@ -1,9 +1,11 @@
 """Channels: one small adapter per way of reaching a client, behind one interface.
 
 An adapter's `send` returns a typed outcome, never a bare bool: `Sent` with the provider's
-message id, `Transient` (try again later, maybe after `retry_after`), or `Permanent` (this
-address will never work through this channel: fall through to the next channel of the
-plan). The registry is an explicit dict built by the composition root (autoloyal/), so
+message id (and the price, when the provider tells it), `Transient` (try again later, maybe
+after `retry_after`), `Permanent` (this address will never work through this channel: fall
+through to the next channel of the plan), or `Halted` (the channel itself cannot send: no
+money on the account, credentials refused; it rests, the message waits, staff are told).
+The registry is an explicit dict built by the composition root (autoloyal/), so
 adding a channel (SMS providers, e-mail, MAX) touches gateway/ and config only.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
 CONTACTS: Mapping[str, str] = {"telegram": "telegram_id", "sms": "phone", "email": "email"}
@@ -27,11 +30,18 @@ class Outgoing:
     address: str
     kind: str
     content: Mapping[str, str]
+    account: str | None = None
+    """The sender account the message asked for (an e-mail account); None: the default."""
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
+    """The provider took the message. `cost` is its price in the account's currency, when
+    the provider said it; `sender` names the account it went out through (`email:promo`)."""
+
     provider_id: str | None = None
+    cost: Decimal | None = None
+    sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,29 @@ class Permanent:
     unreachable: bool = True
 
 
-SendResult = Sent | Transient | Permanent
+@dataclass(frozen=True, slots=True)
+class Halted:
+    """The channel cannot send anything now: the account has no money, the provider refused
+    the credentials or the sender name. The message waits without losing a try, the channel
+    rests for `pause` seconds, and staff are alerted with `error`."""
+
+    error: str
+    pause: float = 600.0
+
+
+SendResult = Sent | Transient | Permanent | Halted
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """An account a channel sends through: its name on record, and its daily limit."""
+
+    name: str
+    daily_limit: int | None = None
+
+
+class UnknownAccount(LookupError):
+    """A message asked for a sender account the channel does not have."""
 
 
 class Channel(Protocol):
@@ -68,6 +100,10 @@ class Channel(Protocol):
     """Requests per second for the whole channel; None: no limit."""
     address_rate_per_second: float | None
     """Requests per second to one address (one chat); None: no limit."""
+
+    def sender(self, account: str | None) -> Sender:
+        """The account `account` names (None: the default); raises UnknownAccount."""
+        ...
 
     async def send(self, message: Outgoing) -> SendResult: ...
 

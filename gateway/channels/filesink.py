@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from gateway.channels import Outgoing, SendResult, Sent, Transient
+from gateway.channels import Outgoing, Sender, SendResult, Sent, Transient
 
 
 class FileSink:
@@ -33,6 +33,10 @@ class FileSink:
         self._lock = asyncio.Lock()
         self._lines: int | None = None
 
+    def sender(self, account: str | None) -> Sender:
+        """Any account asked for writes to the same file; the record names the file."""
+        return Sender(f"file:{self.name}")
+
     async def send(self, message: Outgoing) -> SendResult:
         line = json.dumps(
             {
@@ -50,7 +54,7 @@ class FileSink:
                 number = await asyncio.to_thread(self._append, line)
             except OSError as exc:
                 return Transient(f"cannot write {self.path}: {exc.strerror}")
-        return Sent(f"{self.path.name}:{number}")
+        return Sent(f"{self.path.name}:{number}", sender=f"file:{self.name}")
 
     def _append(self, line: str) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)

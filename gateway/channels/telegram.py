@@ -24,10 +24,12 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 
-from gateway.channels import Outgoing, Permanent, SendResult, Sent, Transient
+from gateway.channels import Halted, Outgoing, Permanent, Sender, SendResult, Sent, Transient
 
 UNAUTHORIZED_PAUSE = 300.0
 """Seconds the channel rests after the server refuses the token: staff must fix the config."""
+
+_BOT = Sender("telegram")
 
 # Bad requests that are about the chat, not the text: the address is dead.
 _DEAD_CHAT = ("chat not found", "user not found", "peer_id_invalid", "bot can't initiate")
@@ -60,6 +62,14 @@ class TelegramChannel:
         self.address_rate_per_second: float | None = chat_rate_per_second
         self.request_timeout = request_timeout
 
+    def sender(self, account: str | None) -> Sender:
+        """One bot: `account` (an e-mail account's name) means nothing here."""
+        return _BOT
+
+    async def notify(self, chat_id: int, text: str) -> None:
+        """A plain-text note to a staff chat (alerts): not a mailing, no outbox."""
+        await self.bot.send_message(chat_id, text, parse_mode=None)
+
     async def send(self, message: Outgoing) -> SendResult:
         try:
             chat_id = int(message.address)
@@ -74,7 +84,7 @@ class TelegramChannel:
         except TelegramMigrateToChat as exc:
             return Permanent(f"Telegram: the chat moved to {exc.migrate_to_chat_id}")
         except TelegramUnauthorizedError as exc:
-            return Transient(
+            return Halted(
                 f"Telegram refused the bot token ({exc.message}): check [telegram] token",
                 UNAUTHORIZED_PAUSE,
             )

@@ -1,0 +1,200 @@
+"""Mailing control: what was sent, to whom, through which channel and account, when, and what
+happened, message by message, with every attempt and every receipt behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.outbox import STATES
+from storage.models import Client
+from storage.outbox import DeliveryReceipt, Message, MessageAttempt
+
+MAX_LIMIT = 10_000
+
+
+class MailingError(ValueError):
+    """A listing that cannot be made as asked; says which option is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    client_id: int | None = None
+    campaign_id: int | None = None
+    state: str | None = None
+    channel: str | None = None
+    template: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.state is not None and self.state not in STATES:
+            raise MailingError(f"--state: unknown state {self.state!r}: use {', '.join(STATES)}")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise MailingError(f"--limit: expected 1 to {MAX_LIMIT}, got {self.limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLine:
+    id: int
+    created_at: datetime
+    client_id: int
+    client: str
+    campaign_id: int | None
+    template: str
+    kind: str
+    plan: str
+    state: str
+    channel: str | None
+    sender: str | None
+    address: str | None
+    attempts: int
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    cost: Decimal | None
+    reason: str | None
+    """Why it was skipped or failed, or the last error of a message still trying."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLine:
+    started_at: datetime
+    finished_at: datetime | None
+    channel: str
+    sender: str | None
+    address: str
+    outcome: str | None
+    provider_message_id: str | None
+    cost: Decimal | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    received_at: datetime
+    reported_at: datetime | None
+    status: str
+    reason: str | None
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDetail:
+    line: MessageLine
+    content: dict[str, dict[str, str]]
+    attempts: Sequence[AttemptLine]
+    receipts: Sequence[ReceiptLine]
+
+
+async def list_messages(session: AsyncSession, where: MessageFilter) -> list[MessageLine]:
+    """Messages matching every given filter, newest first, at most `limit`."""
+    query = _lines()
+    conditions = {
+        Message.client_id: where.client_id,
+        Message.campaign_id: where.campaign_id,
+        Message.state: where.state,
+        Message.channel: where.channel,
+        Message.template: where.template,
+    }
+    for column, value in conditions.items():
+        if value is not None:
+            query = query.where(column == value)
+    if where.since is not None:
+        query = query.where(Message.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(Message.created_at < where.until)
+    rows = await session.execute(query.order_by(Message.id.desc()).limit(where.limit))
+    return [_line(row) for row in rows]
+
+
+async def message_detail(session: AsyncSession, message_id: int) -> MessageDetail | None:
+    row = (await session.execute(_lines().where(Message.id == message_id))).first()
+    if row is None:
+        return None
+    content = await session.scalar(select(Message.content).where(Message.id == message_id))
+    attempts = await session.scalars(
+        select(MessageAttempt)
+        .where(MessageAttempt.message_id == message_id)
+        .order_by(MessageAttempt.id)
+    )
+    receipts = await session.scalars(
+        select(DeliveryReceipt)
+        .where(DeliveryReceipt.message_id == message_id)
+        .order_by(DeliveryReceipt.id)
+    )
+    return MessageDetail(
+        line=_line(row),
+        content=dict(content or {}),
+        attempts=[
+            AttemptLine(
+                a.started_at,
+                a.finished_at,
+                a.channel,
+                a.sender,
+                a.address,
+                a.outcome,
+                a.provider_message_id,
+                a.cost,
+                a.error,
+            )
+            for a in attempts
+        ],
+        receipts=[
+            ReceiptLine(r.received_at, r.reported_at, r.status, r.reason, r.via) for r in receipts
+        ],
+    )
+
+
+def _lines() -> Select[*tuple[Any, ...]]:
+    return select(
+        Message.id,
+        Message.created_at,
+        Message.client_id,
+        Client.last_name,
+        Client.first_name,
+        Client.middle_name,
+        Message.campaign_id,
+        Message.template,
+        Message.kind,
+        Message.plan,
+        Message.state,
+        Message.channel,
+        Message.sender,
+        Message.address,
+        Message.attempts,
+        Message.sent_at,
+        Message.delivered_at,
+        Message.cost,
+        Message.reason,
+        Message.last_error,
+    ).join(Client, Client.id == Message.client_id)
+
+
+def _line(r: Row[Any]) -> MessageLine:
+    name = " ".join(part for part in (r.last_name, r.first_name, r.middle_name) if part)
+    return MessageLine(
+        id=r.id,
+        created_at=r.created_at,
+        client_id=r.client_id,
+        client=name,
+        campaign_id=r.campaign_id,
+        template=r.template,
+        kind=r.kind,
+        plan=r.plan,
+        state=r.state,
+        channel=r.channel,
+        sender=r.sender,
+        address=r.address,
+        attempts=r.attempts,
+        sent_at=r.sent_at,
+        delivered_at=r.delivered_at,
+        cost=r.cost,
+        reason=r.reason or r.last_error,
+    )

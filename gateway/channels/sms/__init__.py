@@ -1,0 +1,157 @@
+"""SMS providers: one adapter per provider's HTTP API, behind the channel interface.
+
+Every adapter sends `content["text"]` to the E.164 number in `address`, maps the provider's
+answers onto our outcomes (a bad number is `Permanent`, no money or refused credentials
+`Halted`, 5xx and timeouts `Transient`), reports the price when the provider gives it, and
+understands the provider's delivery receipts: pushed to `/webhooks/sms/{provider}` (parsed
+by `callback`) or fetched by `statuses` for the messages sent in the last day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+import aiohttp
+import phonenumbers
+
+from gateway.channels import Channel, Transient
+
+DELIVERED = "delivered"
+FAILED = "failed"
+PENDING = "pending"
+"""Receipt statuses: delivered and failed are final; pending says the operator still tries."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmsAccount:
+    """What every provider needs: where its API is, who we are there, how fast we may go."""
+
+    base_url: str
+    sender: str = ""
+    login: str = ""
+    """SMSC's login; unused by SMS.ru."""
+    password: str = ""
+    """SMS.ru's api_id, SMSC's password or API key, the generic provider's token."""
+    rate_per_second: float | None = 10.0
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the operator said about one message we sent."""
+
+    provider_id: str
+    status: str
+    """DELIVERED, FAILED or PENDING."""
+    reason: str | None = None
+    """The operator's words for a failure ("абонент недоступен"), as the provider gives them."""
+    at: datetime | None = None
+    cost: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """An SMS a client sent us (a reply to a message): where from, and what it says."""
+
+    phone: str
+    """E.164, "+79161234567"."""
+    text: str
+    provider_id: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A provider's HTTP call to our webhook, as plain data (no aiohttp in the adapters'
+    parsing): the query and form fields in the order they came, the headers, the raw body."""
+
+    method: str
+    query: Sequence[tuple[str, str]] = ()
+    form: Sequence[tuple[str, str]] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """What one webhook call carried, and the answer the provider expects back."""
+
+    receipts: Sequence[Receipt] = ()
+    inbound: Sequence[Inbound] = ()
+    reply: str = "OK"
+    content_type: str = "text/plain"
+
+
+class CallbackError(ValueError):
+    """A webhook call we cannot use; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SmsProvider(Channel, Protocol):
+    """An SMS channel adapter: a Channel that also understands delivery receipts."""
+
+    provider: str
+    """"smsru", "smsc" or "generic": the `{provider}` in the webhook's path."""
+    can_poll: bool
+    """Whether `statuses` asks the provider (False: receipts come only by callback)."""
+
+    async def statuses(self, provider_ids: Sequence[str]) -> list[Receipt]:
+        """The current status of messages we sent, by the provider's ids (a poll)."""
+        ...
+
+    def callback(self, request: CallbackRequest) -> Callback:
+        """Parse a delivery receipt or an inbound SMS pushed by the provider; raises
+        CallbackError for a call that is not the provider's."""
+        ...
+
+    def signed(self, request: CallbackRequest) -> bool:
+        """True when the call carries the provider's own valid signature (False when the
+        provider signs nothing: then only the secret in the URL admits it)."""
+        ...
+
+
+def digits(phone: str) -> str:
+    """ "+7 916 123-45-67" -> "79161234567": what most Russian providers take."""
+    return "".join(char for char in phone if char.isdigit())
+
+
+def e164(phone: str, region: str = "RU") -> str | None:
+    """A number as a provider reports it ("79161234567", "89161234567", "+7 916 123-45-67")
+    in the form clients' phones are stored in ("+79161234567"); None if it is no number."""
+    number = digits(phone)
+    if not number:
+        return None
+    for candidate, default_region in ((f"+{number}", None), (number, region)):
+        try:
+            parsed = phonenumbers.parse(candidate, default_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def network_failure(provider: str, exc: BaseException, timeout: float) -> Transient:
+    """A request that got no answer is worth trying again; says why in the provider's name."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return Transient(f"{provider}: no answer in {timeout:g} s")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return Transient(f"{provider}: HTTP {exc.status} {exc.message}")
+    return Transient(f"{provider}: {type(exc).__name__}: {exc}")
+
+
+def new_session(timeout: float) -> aiohttp.ClientSession:
+    """One HTTP session per adapter, kept for its lifetime (connections are reused)."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        raise_for_status=False,
+        headers={"User-Agent": "autoloyal"},
+    )

@@ -1,0 +1,420 @@
+"""SMSC.ru: /sys/send.php and /sys/status.php with fmt=3 (JSON), and its handler calls.
+
+Wire format, as SMSC documents it (smsc.ru/api/http, its English mirror smscentre.com):
+
+- send: `login` + `psw` (or `apikey` alone), `phones`, `mes`, `sender`, `fmt=3`,
+  `charset=utf-8` (SMSC reads windows-1251 without it) and `cost=3`, which makes the answer
+  carry the price: {"id": 5, "cnt": 1, "cost": "2.50", "balance": "97.50"}. A failure is
+  {"error": "...", "error_code": N}: 1 bad parameters, 2 bad login/password or IP not
+  allowed, 3 no money, 4 IP temporarily blocked, 5 bad date, 6 message forbidden (by its text
+  or the sender name), 7 bad number format, 8 cannot be delivered to the number, 9 repeated
+  or too many concurrent requests (wait a minute).
+- status: status.php needs the id *and* the phone, so our provider id is "<id>:<digits>".
+  The answer is {"status": S, "last_timestamp": T, "err": E, ...}; S: -3 not found, -1
+  waiting, 0 handed to the operator, 1 delivered, 2 read, 4 link clicked, 3 expired, 20
+  cannot deliver, 22 wrong number, 23 forbidden, 24 no money, 25 unavailable number; E is the
+  operator's error code (1 no such subscriber, 6 offline, 13 blocked...). A batch form exists
+  (comma lists of ids and phones) but SMSC allows only one such call a minute and documents
+  its JSON less clearly, so we ask per message.
+- handler calls (smsc.ru/api/http/miscellaneous/callback): a delivery status comes with
+  `id`, `phone`, `status`, `time`, `ts`, `err`; an incoming SMS with `id`, `phone` (the
+  sender), `mes`, `to`, `sent`, `time`. The parameters are in windows-1251 unless the handler
+  URL carries `charset=utf-8` (recommended); `fmt=3` in that URL makes them a JSON body. Any
+  200 answer will do. With `md5` or `sha1` in the handler URL SMSC adds that hash of the call;
+  SMSC's page breaks off before the formula, so we rely on the reading integrators use:
+  hash("<id>:<phone>:<status>:<password>") for a status and, by the same pattern,
+  hash("<id>:<phone>:<mes>:<password>") for an incoming SMS.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+
+from gateway.channels import (
+    Halted,
+    Outgoing,
+    Permanent,
+    Sender,
+    SendResult,
+    Sent,
+    Transient,
+)
+from gateway.channels.sms import (
+    DELIVERED,
+    FAILED,
+    PENDING,
+    Callback,
+    CallbackError,
+    CallbackRequest,
+    Inbound,
+    Receipt,
+    SmsAccount,
+    digits,
+    e164,
+    network_failure,
+    new_session,
+)
+
+log = logging.getLogger("autoloyal.sms.smsc")
+
+NAME = "SMSC"
+BASE_URL = "https://smsc.ru"
+"""Where the API is when the account names no base_url (www2.smsc.ru is SMSC's spare)."""
+_RAW_LIMIT = 200
+_HALT, _DEAD, _REFUSED, _RETRY = "halt", "dead", "refused", "retry"
+
+_SEND_ERRORS: Mapping[int, tuple[str, str, float | None]] = {
+    1: (_REFUSED, "the request's parameters are wrong", None),
+    2: (_HALT, "login or password refused, or this IP is not allowed: check the settings", None),
+    3: (_HALT, "not enough money on the account: top it up", None),
+    4: (_HALT, "this IP is temporarily blocked after repeated errors: check the settings", None),
+    5: (_REFUSED, "the date format is wrong", None),
+    # SMSC does not tell the text from the sender name here; a bad text is by far the more
+    # common cause, and refusing one message is safer than halting every message.
+    6: (_REFUSED, "the message is forbidden (by its text or the sender name)", None),
+    7: (_DEAD, "the phone number is malformed", None),
+    8: (_DEAD, "the message cannot be delivered to this number", None),
+    9: (_RETRY, "too many identical or concurrent requests", 60.0),
+}
+_STATUS_ERRORS = frozenset({2, 4})
+"""status.php errors that concern the whole account: stop asking."""
+
+_NOT_FOUND = -3
+_DELIVERED_STATUSES = frozenset({1, 2, 4})
+_FAILED_STATUSES: Mapping[int, str] = {
+    3: "Просрочено",
+    20: "Невозможно доставить",
+    22: "Неверный номер",
+    23: "Запрещено",
+    24: "Недостаточно средств",
+    25: "Недоступный номер",
+}
+_OPERATOR_ERRORS: Mapping[int, str] = {
+    1: "Абонент не существует",
+    6: "Абонент не в сети",
+    11: "Нет услуги SMS",
+    12: "Ошибка в телефоне абонента",
+    13: "Абонент заблокирован",
+    21: "Нет поддержки сервиса",
+    200: "Виртуальная отправка",
+    219: "Замена SIM-карты",
+    220: "Переполнена очередь у оператора",
+    240: "Абонент занят",
+    243: "Не заключен договор",
+    244: "Рассылки запрещены",
+    245: "Статус не получен",
+    246: "Ограничение по времени",
+    247: "Превышен лимит сообщений",
+    248: "Нет маршрута",
+    249: "Неверный формат номера",
+    250: "Номер запрещен настройками",
+    251: "Превышен лимит на один номер",
+    252: "Номер запрещен",
+    253: "Запрещено спам-фильтром",
+    254: "Незарегистрированный sender id",
+    255: "Отклонено оператором",
+}
+
+
+class Smsc:
+    """Sends through SMSC.ru with `login` and `password` (or an API key as `password` and an
+    empty `login`)."""
+
+    name = "sms"
+    provider = "smsc"
+    can_poll = True
+
+    def __init__(self, account: SmsAccount) -> None:
+        self.account = account
+        self.destination = (account.base_url or BASE_URL).rstrip("/")
+        self.rate_per_second: float | None = account.rate_per_second
+        self.address_rate_per_second: float | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def sender(self, account: str | None) -> Sender:
+        return Sender(self.provider)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session(self.account.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _auth(self) -> dict[str, str]:
+        if self.account.login:
+            return {"login": self.account.login, "psw": self.account.password}
+        return {"apikey": self.account.password}
+
+    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, Mapping[str, str], str]:
+        async with self._http().post(self.destination + path, data=dict(form)) as response:
+            raw = await response.read()
+            return response.status, response.headers, raw.decode("utf-8", errors="replace")
+
+    async def send(self, message: Outgoing) -> SendResult:
+        phone = digits(message.address)
+        if not 10 <= len(phone) <= 15:
+            return Permanent(f"{NAME}: not a phone number: {message.address!r}")
+        form = self._auth() | {"phones": phone, "mes": message.content["text"]}
+        if self.account.sender:
+            form["sender"] = self.account.sender
+        form |= {"fmt": "3", "charset": "utf-8", "cost": "3"}
+        try:
+            status, headers, body = await self._post("/sys/send.php", form)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return network_failure(NAME, exc, self.account.timeout)
+        if status == 429:
+            return Transient(f"{NAME}: too many requests (HTTP 429)", _retry_after(headers))
+        if status >= 500:
+            return Transient(f"{NAME}: HTTP {status}: {_shorten(body)}")
+        answer = _json_object(body)
+        if status != 200 or answer is None:
+            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}")
+        if "error_code" in answer or "error" in answer:
+            return _refusal(answer, body)
+        sms_id = answer.get("id")
+        if sms_id in (None, ""):
+            return Transient(f"{NAME}: accepted without an id: {_shorten(body)}")
+        return Sent(f"{_text(sms_id)}:{phone}", _decimal(answer.get("cost")), self.provider)
+
+    async def statuses(self, provider_ids: Sequence[str]) -> list[Receipt]:
+        """Asks status.php about each message in turn; leaves out ids SMSC does not know.
+        Stops at an answer about the whole account (refused login, blocked IP, too many
+        requests): returns what it has, or raises RuntimeError when it has nothing."""
+        receipts: list[Receipt] = []
+        for provider_id in provider_ids:
+            sms_id, _, phone = provider_id.rpartition(":")
+            if not sms_id or not phone:
+                log.warning("%s: not an SMSC message id: %r", NAME, provider_id)
+                continue
+            form = self._auth() | {"phone": phone, "id": sms_id, "fmt": "3", "charset": "utf-8"}
+            try:
+                status, _headers, body = await self._post("/sys/status.php", form)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = network_failure(NAME, exc, self.account.timeout).error
+                return _partial(receipts, problem, exc)
+            answer = _json_object(body)
+            if status != 200 or answer is None:
+                problem = f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}"
+                return _partial(receipts, problem)
+            if "error_code" in answer:
+                code = _int(answer.get("error_code"))
+                problem = f"{NAME}: status.php: {answer.get('error')} ({code})"
+                if code in _STATUS_ERRORS or code == 9:
+                    return _partial(receipts, problem)
+                log.warning("%s (for %s)", problem, provider_id)
+                continue
+            code = _int(answer.get("status"))
+            if code is None or code == _NOT_FOUND:
+                continue
+            at, err = _timestamp(answer.get("last_timestamp")), _int(answer.get("err"))
+            receipts.append(_receipt(provider_id, code, err, at, _decimal(answer.get("cost"))))
+        return receipts
+
+    def callback(self, request: CallbackRequest) -> Callback:
+        fields = _fields(request)
+        phone = fields.get("phone", "")
+        if "mes" in fields:
+            sender = e164(phone)
+            if sender is None:
+                raise CallbackError(f"{NAME}: an incoming SMS without a valid phone: {phone!r}")
+            at = _timestamp(fields.get("sent")) or _timestamp(fields.get("time"))
+            inbound = Inbound(sender, fields["mes"], fields.get("id") or None, at)
+            return Callback(inbound=[inbound])
+        sms_id, status = fields.get("id", ""), _int(fields.get("status"))
+        if not sms_id or not digits(phone) or status is None:
+            raise CallbackError(f"{NAME}: neither a delivery status nor an incoming SMS")
+        at = _timestamp(fields.get("time")) or _timestamp(fields.get("ts"))
+        receipt = _receipt(f"{sms_id}:{digits(phone)}", status, _int(fields.get("err")), at)
+        return Callback(receipts=[receipt])
+
+    def signed(self, request: CallbackRequest) -> bool:
+        if not self.account.password:
+            return False
+        try:
+            fields = _fields(request)
+        except CallbackError:
+            return False
+        third = fields["mes"] if "mes" in fields else fields.get("status", "")
+        signed_text = f"{fields.get('id', '')}:{fields.get('phone', '')}:{third}"
+        payload = f"{signed_text}:{self.account.password}".encode(_charset(request), "replace")
+        checked = False
+        for algorithm, size in (("md5", 32), ("sha1", 40)):
+            given = _signature(request, fields, algorithm, size)
+            if given is None:
+                continue
+            expected = hashlib.new(algorithm, payload).hexdigest()
+            if not hmac.compare_digest(expected, given):
+                return False
+            checked = True
+        return checked
+
+
+def _receipt(
+    provider_id: str,
+    status: int,
+    err: int | None,
+    at: datetime | None,
+    cost: Decimal | None = None,
+) -> Receipt:
+    if status in _DELIVERED_STATUSES:
+        return Receipt(provider_id, DELIVERED, None, at, cost)
+    if status in _FAILED_STATUSES:
+        reason = _OPERATOR_ERRORS.get(err or 0) or _FAILED_STATUSES[status]
+        if err and err not in _OPERATOR_ERRORS:
+            reason = f"{reason} (код {err})"
+        return Receipt(provider_id, FAILED, reason, at, cost)
+    # -1 waiting, 0 with the operator, and anything new: not final yet.
+    return Receipt(provider_id, PENDING, None, at, cost)
+
+
+def _refusal(answer: Mapping[str, Any], body: str) -> Halted | Permanent | Transient:
+    code = _int(answer.get("error_code"))
+    known = _SEND_ERRORS.get(code) if code is not None else None
+    if known is None:
+        said = answer.get("error")
+        detail = said if isinstance(said, str) and said else _shorten(body)
+        return Transient(f"{NAME}: error {code}: {detail}")
+    kind, meaning, retry_after = known
+    error = f"{NAME}: {meaning} ({code})"
+    if kind == _HALT:
+        return Halted(error)
+    if kind == _DEAD:
+        return Permanent(error, unreachable=True)
+    if kind == _REFUSED:
+        return Permanent(error, unreachable=False)
+    return Transient(error, retry_after)
+
+
+def _partial(
+    receipts: list[Receipt], problem: str, cause: BaseException | None = None
+) -> list[Receipt]:
+    """Stop polling: keep what came so far, or raise when nothing did."""
+    if not receipts:
+        raise RuntimeError(problem) from cause
+    log.warning("%s; stopped after %d statuses", problem, len(receipts))
+    return receipts
+
+
+def _charset(request: CallbackRequest) -> str:
+    """The handler URL's charset; SMSC's default is windows-1251."""
+    for key, value in request.query:
+        if key == "charset" and value:
+            try:
+                return codecs.lookup(value).name
+            except LookupError:
+                return "utf-8"
+    return "cp1251"
+
+
+def _header(request: CallbackRequest, name: str) -> str:
+    return next((v for k, v in request.headers.items() if k.lower() == name), "")
+
+
+def _fields(request: CallbackRequest) -> dict[str, str]:
+    """The call's parameters: query, then the form (re-read from the raw body in the handler
+    URL's charset when there is one), then a JSON body (fmt=3)."""
+    fields = {key: value for key, value in request.query}
+    body = request.body.strip()
+    if body.startswith(b"{"):
+        try:
+            data = json.loads(body.decode(_charset(request), errors="replace"))
+        except ValueError as exc:
+            raise CallbackError(f"{NAME}: a body that is not JSON: {exc}") from None
+        if isinstance(data, dict):
+            fields |= {str(key): _text(value) for key, value in data.items()}
+        return fields
+    if body and ("urlencoded" in _header(request, "content-type") or not request.form):
+        charset = _charset(request)
+        decoded = body.decode(charset, errors="replace")
+        fields |= dict(
+            parse_qsl(decoded, keep_blank_values=True, encoding=charset, errors="replace")
+        )
+    else:
+        fields |= dict(request.form)
+    return fields
+
+
+def _signature(
+    request: CallbackRequest, fields: Mapping[str, str], algorithm: str, size: int
+) -> str | None:
+    """The hash SMSC sent under `algorithm`; a flag like md5=1 from the handler URL's own
+    query is not one."""
+    candidates = [fields.get(algorithm, "")]
+    candidates += [value for key, value in request.query if key == algorithm]
+    for value in candidates:
+        value = value.strip().lower()
+        if len(value) == size and all(char in "0123456789abcdef" for char in value):
+            return value
+    return None
+
+
+def _json_object(body: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body, parse_float=Decimal)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return str(value)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    seconds = _int(value)
+    if seconds is None or seconds <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        seconds = float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _RAW_LIMIT else text[: _RAW_LIMIT - 1] + "…"

@@ -1,0 +1,38 @@
+"""The way out, added to every advertising message by the channel's own convention.
+
+SMS: a short line after the text (`[sms] opt_out_text`, e.g. "Отказ: {link}" or
+"Отказ: СТОП на 1234"); e-mail: List-Unsubscribe and List-Unsubscribe-Post (RFC 8058)
+headers pointing at the client's one-click link, besides the link in the layout's footer.
+Telegram needs nothing: a client blocks the bot or turns mailings off in the bot.
+Added when the message is queued, so the outbox holds exactly what is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.consent import ADVERTISING
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    sms_text: str = "Отказ: {link}"
+    """Appended to advertising SMS; `{link}` is the client's unsubscribe link; "": nothing."""
+
+    def apply(
+        self, content: dict[str, dict[str, str]], kind: str, context: Mapping[str, Any]
+    ) -> dict[str, dict[str, str]]:
+        """The rendered content with the way out added for `kind`; `content` is changed."""
+        if kind != ADVERTISING:
+            return content
+        links = context.get("links") or {}
+        link = links.get("unsubscribe") if isinstance(links, Mapping) else None
+        sms = content.get("sms")
+        if sms is not None and self.sms_text and (link or "{link}" not in self.sms_text):
+            sms["text"] = f"{sms['text']} {self.sms_text.format(link=link)}"
+        email = content.get("email")
+        if email is not None and link:
+            email["list_unsubscribe"] = f"{link}?channel=email"
+        return content
