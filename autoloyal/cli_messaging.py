@@ -203,9 +203,9 @@ def campaign_create(
     """Queue a message for every client of a segment; asks first, showing reach and a sample."""
     settings = settings_of(ctx)
     segment_params = parse_params(params or [])
-    _check_account(email_account, settings)
 
     async def create() -> CampaignReport | None:
+        _check_account(email_account, settings)
         async with open_app(settings) as app, app.sessions() as session, session.begin():
             starts_at = _parse_start(at, settings, app.clock())
             plan = await prepare_campaign(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
+import re
 import signal
 import subprocess
 import time
@@ -171,3 +174,56 @@ async def test_the_dispatcher_role_sends_through_the_configured_bot_api_server(
     assert f"telegram -> {bot_api.base_url}" in log.decode()
     assert process.returncode == 0
     assert not (tmp_path / "outbox" / "telegram.jsonl").exists()
+
+
+def test_the_estimate_prices_the_sms_and_messages_lists_what_was_queued(tmp_path: Path) -> None:
+    config = (
+        '[sms]\nprice_per_segment = 2.5\n[http]\npublic_url = "https://l.example.ru"\n'
+        '[[email.account]]\nname = "news"\nhost = "127.0.0.1"\nfrom_address = "n@example.ru"\n'
+    )
+    assert autoloyal(tmp_path, "demo", "--clients", "40", config=config).returncode == 0
+    [(phones,)] = query(
+        tmp_path / "autoloyal.db", "SELECT count(*) FROM client WHERE phone IS NOT NULL"
+    )
+    [(phone,)] = query(tmp_path / "autoloyal.db", "SELECT phone FROM client WHERE id = 1")
+
+    wrong = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "all", "--template", "winback",
+        "--channels", "sms,email", "--email-account", "promo", "--yes",
+    )  # fmt: skip
+    created = autoloyal(
+        tmp_path, "campaign", "create", "--segment", "all", "--template", "winback",
+        "--channels", "sms,email", "--email-account", "news", "--yes",
+    )  # fmt: skip
+
+    assert wrong.returncode == 2
+    assert "--email-account: no account 'promo' in [[email.account]] (accounts: news)" in (
+        wrong.stderr
+    )
+    assert created.returncode == 0, created.stderr
+    assert f"by the first channel they have: sms {phones}," in created.stderr
+    estimate = re.search(
+        rf"SMS: up to {phones} × (\d) part\(s\) × 2\.5 = ([\d ]+\.\d\d)", created.stderr
+    )
+    assert estimate is not None, created.stderr
+    parts = int(estimate[1])
+    assert estimate[2].replace(" ", "") == f"{phones * parts * 2.5:.2f}"
+
+    listed = autoloyal(tmp_path, "messages", "--campaign", "1", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert listed.returncode == 0, listed.stderr
+    assert len(rows) == 40
+    assert {row["state"] for row in rows} == {"queued"}
+    one = autoloyal(tmp_path, "messages", "--client", phone, "--format", "json")
+    assert [line["client_id"] for line in json.loads(one.stdout)] == [1]
+    [shown] = json.loads(one.stdout)
+    detail = autoloyal(tmp_path, "message", str(shown["id"]))
+    assert detail.returncode == 0, detail.stderr
+    assert "Отказ: https://l.example.ru/u/" in detail.stdout, "the SMS ends with the way out"
+    assert "no attempts yet" in detail.stdout
+
+    bad_state = autoloyal(tmp_path, "messages", "--state", "lost")
+    missing = autoloyal(tmp_path, "message", "4242")
+    assert (bad_state.returncode, missing.returncode) == (2, 2)
+    assert "--state: unknown state 'lost'" in bad_state.stderr
+    assert "no message 4242" in missing.stderr

@@ -4,17 +4,20 @@ the first channel that works for them, accounted for by `campaign show`."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import shutil
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from sqlalchemy import select
 
-from autoloyal.config import Settings
+from autoloyal.config import ConfigError, Settings, load_settings
 from autoloyal.messaging import build_channels, dispatch_policy, link_signer, opt_out
 from crm.campaigns import campaign_report, create_campaign, prepare_campaign
 from crm.segments import SegmentContext
@@ -29,9 +32,10 @@ from tests.support.botapi import FakeBotAPI
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
 from tests.support.messaging import COMPANY, add_client, attempts, message, queue_message
-from tests.support.sms_servers import SmscServer, SmsRuServer
+from tests.support.sms_servers import GenericServer, SmscServer, SmsRuServer
 from tests.support.smtp import SmtpServer
 from tests.test_cli import autoloyal
+from tests.test_email_channel import dkim_key
 
 SECRET = "webhook-secret-0123456789"
 API_ID = "0A1B2C3D-test-api-id"
@@ -403,3 +407,121 @@ async def test_a_campaign_reaches_each_client_once_through_the_first_channel_tha
     assert detail.returncode == 0, detail.stderr
     assert "550 5.1.1 mailbox unavailable" in detail.stdout
     assert "gone@example.ru" in detail.stdout
+
+
+GENERIC_TOML = """
+[sms]
+provider = "generic"
+base_url = "{url}"
+sender = "AutoSever"
+password = "{token}"
+callback_secret = "{secret}"
+
+[sms.generic]
+title = "SMS Gate"
+url = "/v1/messages"
+send_as = "json"
+fields = {{ phone = "{{phone}}", text = "{{text}}", sender = "{{sender}}", ref = "{{message_id}}" }}
+headers = {{ Authorization = "Bearer {{password}}" }}
+id_path = "data.id"
+cost_path = "data.price"
+ok_path = "status"
+ok_values = ["accepted"]
+error_path = "error.code"
+unreachable_codes = ["invalid_phone"]
+halt_codes = ["insufficient_funds"]
+status_url = "/v1/messages/status?ids={{ids}}"
+status_items_path = "messages"
+status_path = "state"
+reason_path = "error"
+delivered_values = ["delivered"]
+failed_values = ["undelivered", "rejected"]
+callback_status_field = "state"
+callback_reason_field = "error"
+inbound_phone_field = "from"
+inbound_text_field = "text"
+"""
+
+
+async def test_any_other_provider_plugs_in_from_the_config_file(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    async with GenericServer() as generic:
+        toml = GENERIC_TOML.format(url=generic.url, token=generic.token, secret=SECRET)
+        path = tmp_path / "config.toml"
+        path.write_text(toml + f'\n[database]\nurl = "{db.url}"\n', encoding="utf-8")
+        settings, _ = load_settings(path)
+        client = await add_client(db, phone="+79161234567", ads=True)
+        first = await queue_message(db, clock, client, plan=("sms",))
+        dispatcher, _ = dispatcher_for(db, settings, clock)
+        try:
+            await dispatcher.drain()
+        finally:
+            await dispatcher.close()
+        sent = await message(db, first)
+        assert (sent.state, sent.sender) == ("sent", "generic")
+        assert generic.messages[sent.provider_message_id or ""].text == sent.content["sms"]["text"]
+
+        async with serve_api(db, clock, sms=settings.sms.model_dump()) as api:
+            receipt = generic.status_callback(sent.provider_message_id, "delivered")
+            assert await webhook(api, receipt, "generic") == 200
+            stop = generic.inbound_callback("+79161234567", "Стоп")
+            assert await webhook(api, stop, "generic") == 200
+            assert await webhook(api, stop, "generic", secret="") == 403, "it signs nothing"
+
+    assert (await message(db, first)).state == "delivered"
+    async with db.sessions() as session:
+        [reply] = (await session.scalars(select(InboundSms))).all()
+    assert (reply.provider, reply.action) == ("generic", "opt-out")
+
+
+async def test_an_account_from_the_config_file_signs_with_its_dkim_key_over_starttls(
+    db: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    pem, record = dkim_key()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "dkim.pem").write_bytes(pem)
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        return record if name == b"mail2026._domainkey.sever-auto.ru." else None
+
+    async with SmtpServer(security="starttls", login="news", password="pa55") as smtp:
+        assert smtp.ca_file is not None
+        await asyncio.to_thread(shutil.copyfile, smtp.ca_file, tmp_path / "ca.pem")
+        path = tmp_path / "config.toml"
+        path.write_text(
+            f'[database]\nurl = "{db.url}"\n'
+            "[[email.account]]\n"
+            f'name = "news"\nhost = "{smtp.host}"\nport = {smtp.port}\nsecurity = "starttls"\n'
+            'login = "news"\npassword = "pa55"\nfrom_address = "news@sever-auto.ru"\n'
+            'dkim_domain = "sever-auto.ru"\ndkim_selector = "mail2026"\n'
+            'dkim_key_file = "keys/dkim.pem"\nca_file = "ca.pem"\n',
+            encoding="utf-8",
+        )
+        settings, _ = load_settings(path)
+        client = await add_client(db, email="ivan@example.ru")
+        queued = await queue_message(db, clock, client, plan=("email",))
+        dispatcher, _ = dispatcher_for(db, settings, clock)
+        try:
+            await dispatcher.drain()
+        finally:
+            await dispatcher.close()
+        [mail] = await smtp.wait_for(1)
+
+    assert (await message(db, queued)).sender == "email:news"
+    assert (mail.tls, mail.login) == (True, "news")
+    assert mail.message["From"].addresses[0].display_name == "Автосервис", "[company] name"
+    assert dkim.verify(mail.raw, dnsfunc=dns) is True
+
+
+def test_an_unreadable_dkim_key_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[email.account]]\nname = "news"\nhost = "127.0.0.1"\nfrom_address = "n@x.ru"\n'
+        'dkim_domain = "x.ru"\ndkim_selector = "mail"\ndkim_key_file = "missing.pem"\n',
+        encoding="utf-8",
+    )
+    settings, _ = load_settings(path)
+
+    with pytest.raises(ConfigError, match=r"email\.account\[0\]\.dkim_key_file: cannot read"):
+        build_channels(settings)
