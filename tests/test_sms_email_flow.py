@@ -9,6 +9,7 @@ import dataclasses
 import json
 import shutil
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,17 @@ import pytest
 from sqlalchemy import select
 
 from autoloyal.config import ConfigError, Settings, load_settings
-from autoloyal.messaging import build_channels, dispatch_policy, link_signer, opt_out
+from autoloyal.messaging import (
+    build_channels,
+    dispatch_policy,
+    link_signer,
+    opt_out,
+    sms_provider,
+)
 from crm.campaigns import campaign_report, create_campaign, prepare_campaign
 from crm.segments import SegmentContext
 from crm.templates import TemplateLibrary
 from gateway.alerts import ChatAlerts
-from gateway.channels import Channel
 from gateway.dispatch import Dispatcher
 from gateway.receipts import poll_receipts
 from storage.outbox import DeliveryReceipt, InboundSms, Message
@@ -52,12 +58,34 @@ def smsru_settings(db: Database, server: SmsRuServer, **more: Mapping[str, Any])
     return api_settings(db.url, sms=sms, **more)
 
 
-def dispatcher_for(
+def smsc_settings(db: Database, server: SmscServer) -> Settings:
+    sms = {
+        "provider": "smsc",
+        "base_url": server.url,
+        "login": server.login,
+        "password": server.password,
+        "callback_secret": SECRET,
+    }
+    return api_settings(db.url, sms=sms)
+
+
+@asynccontextmanager
+async def dispatcher_for(
     db: Database, settings: Settings, clock: FakeClock, **policy: Any
-) -> tuple[Dispatcher, dict[str, Channel]]:
+) -> AsyncIterator[Dispatcher]:
+    """The dispatcher `autoloyal run` would build from `settings`, closed on the way out."""
     channels = build_channels(settings)
     chosen = dataclasses.replace(dispatch_policy(settings), **{"poll_seconds": 0.05, **policy})
-    return Dispatcher(db.sessions, channels, chosen, clock), channels
+    dispatcher = Dispatcher(db.sessions, channels, chosen, clock)
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.close()
+
+
+async def drain(db: Database, settings: Settings, clock: FakeClock) -> None:
+    async with dispatcher_for(db, settings, clock) as dispatcher:
+        await dispatcher.drain()
 
 
 @pytest.fixture
@@ -71,11 +99,7 @@ async def send_one_sms(
 ) -> int:
     client = await add_client(db, phone=phone)
     message_id = await queue_message(db, clock, client, plan=("sms",))
-    dispatcher, _ = dispatcher_for(db, settings, clock)
-    try:
-        await dispatcher.drain()
-    finally:
-        await dispatcher.close()
+    await drain(db, settings, clock)
     return message_id
 
 
@@ -149,25 +173,18 @@ async def test_a_receipt_that_overtakes_its_send_is_applied_when_the_send_is_rec
 
 async def test_the_poll_settles_messages_of_the_last_day(db: Database, clock: FakeClock) -> None:
     async with SmscServer() as smsc:
-        settings = api_settings(
-            db.url,
-            sms={
-                "provider": "smsc",
-                "base_url": smsc.url,
-                "login": smsc.login,
-                "password": smsc.password,
-            },
-        )
+        settings = smsc_settings(db, smsc)
         old = await send_one_sms(db, clock, settings, "+79161234501")
         clock.advance(hours=25)
         fresh = await send_one_sms(db, clock, settings, "+79161234502")
         for sent in smsc.messages.values():
             smsc.set_status(sent.id, 1)
-        _, channels = dispatcher_for(db, settings, clock)
+        provider = sms_provider(settings)
+        assert provider is not None
         try:
-            report = await poll_receipts(db.sessions, {"smsc": channels["sms"]}, clock)  # type: ignore[dict-item]
+            report = await poll_receipts(db.sessions, {"smsc": provider}, clock)
         finally:
-            await channels["sms"].close()
+            await provider.close()
 
     assert report.applied == 1
     assert (await message(db, fresh)).state == "delivered"
@@ -178,27 +195,14 @@ async def test_a_stop_reply_opts_the_number_out_and_the_next_campaign_skips_it(
     db: Database, clock: FakeClock
 ) -> None:
     async with SmscServer() as smsc:
-        settings = api_settings(
-            db.url,
-            sms={
-                "provider": "smsc",
-                "base_url": smsc.url,
-                "login": smsc.login,
-                "password": smsc.password,
-                "callback_secret": SECRET,
-            },
-        )
+        settings = smsc_settings(db, smsc)
         client = await add_client(db, phone="+79161234567", ads=True)
         async with serve_api(db, clock, sms=settings.sms.model_dump()) as api:
             reply = smsc.inbound_callback("79161234567", "СТОП", to="79990001122")
             assert await webhook(api, reply, "smsc") == 200
 
         later = await queue_message(db, clock, client, plan=("sms",))
-        dispatcher, _ = dispatcher_for(db, settings, clock)
-        try:
-            await dispatcher.drain()
-        finally:
-            await dispatcher.close()
+        await drain(db, settings, clock)
 
     skipped = await message(db, later)
     assert (skipped.state, skipped.reason) == (
@@ -222,17 +226,16 @@ async def test_no_money_halts_sms_the_messages_wait_and_staff_are_told(
     async def post(text: str) -> None:
         heard.append(text)
 
-    dispatcher, _ = dispatcher_for(db, settings, clock, max_in_flight=1, advertising_limit=0)
-    dispatcher.alerts = ChatAlerts(post)
     smsru.fail_next("no_money")
-    try:
+    async with dispatcher_for(
+        db, settings, clock, max_in_flight=1, advertising_limit=0
+    ) as dispatcher:
+        dispatcher.alerts = ChatAlerts(post)
         await dispatcher.drain()
         waiting = await message(db, first)
         assert (waiting.state, waiting.channel_attempts) == ("queued", 0)
         clock.advance(minutes=11)
         await dispatcher.drain()
-    finally:
-        await dispatcher.close()
 
     assert (await message(db, first)).state == "sent", "tried again once the rest is over"
     assert [a.outcome for a in await attempts(db, first)] == ["halted", "sent"]
@@ -256,8 +259,7 @@ async def test_an_accounts_daily_limit_holds_the_rest_until_the_next_day(
         settings = api_settings(db.url, email={"account": [account]})
         clients = [await add_client(db, email=f"c{n}@example.ru") for n in range(3)]
         queued = [await queue_message(db, clock, c, plan=("email",)) for c in clients]
-        dispatcher, _ = dispatcher_for(db, settings, clock, advertising_limit=0)
-        try:
+        async with dispatcher_for(db, settings, clock, advertising_limit=0) as dispatcher:
             await dispatcher.drain()
             states = [(await message(db, m)).state for m in queued]
             assert sorted(states) == ["queued", "sent", "sent"]
@@ -267,8 +269,6 @@ async def test_an_accounts_daily_limit_holds_the_rest_until_the_next_day(
             assert waiting.next_attempt_at.hour == 21, "midnight in Moscow is 21:00 UTC"
             clock.set(waiting.next_attempt_at + timedelta(hours=10))  # 10:00 in Moscow
             await dispatcher.drain()
-        finally:
-            await dispatcher.close()
         assert len(smtp.messages) == 3
     assert (await message(db, held)).sender == "email:news"
 
@@ -334,12 +334,9 @@ async def test_a_campaign_reaches_each_client_once_through_the_first_channel_tha
                 opt_out=opt_out(settings),
             )
         assert queued.queued == len(people)
-        dispatcher, _ = dispatcher_for(db, settings, clock)
-        try:
+        async with dispatcher_for(db, settings, clock) as dispatcher:
             await dispatcher.drain()
-            await dispatcher.drain()  # nothing is left: each message went once
-        finally:
-            await dispatcher.close()
+            assert await dispatcher.drain() == 0, "nothing is left: each message went once"
 
         async with db.sessions() as session:
             rows = (
@@ -453,11 +450,7 @@ async def test_any_other_provider_plugs_in_from_the_config_file(
         settings, _ = load_settings(path)
         client = await add_client(db, phone="+79161234567", ads=True)
         first = await queue_message(db, clock, client, plan=("sms",))
-        dispatcher, _ = dispatcher_for(db, settings, clock)
-        try:
-            await dispatcher.drain()
-        finally:
-            await dispatcher.close()
+        await drain(db, settings, clock)
         sent = await message(db, first)
         assert (sent.state, sent.sender) == ("sent", "generic")
         assert generic.messages[sent.provider_message_id or ""].text == sent.content["sms"]["text"]
@@ -501,11 +494,7 @@ async def test_an_account_from_the_config_file_signs_with_its_dkim_key_over_star
         settings, _ = load_settings(path)
         client = await add_client(db, email="ivan@example.ru")
         queued = await queue_message(db, clock, client, plan=("email",))
-        dispatcher, _ = dispatcher_for(db, settings, clock)
-        try:
-            await dispatcher.drain()
-        finally:
-            await dispatcher.close()
+        await drain(db, settings, clock)
         [mail] = await smtp.wait_for(1)
 
     assert (await message(db, queued)).sender == "email:news"

@@ -10,16 +10,17 @@ by `callback`) or fetched by `statuses` for the messages sent in the last day.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
-from typing import Protocol
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
 
 import aiohttp
 import phonenumbers
 
-from gateway.channels import Channel, Transient
+from gateway.channels import Channel, Sender, Transient
 
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -155,3 +156,86 @@ def new_session(timeout: float) -> aiohttp.ClientSession:
         raise_for_status=False,
         headers={"User-Agent": "autoloyal"},
     )
+
+
+class HttpProvider:
+    """What every adapter shares: the account, one sender, one HTTP session made on first
+    use inside the running loop and kept (its connections are reused) until `close`."""
+
+    name = "sms"
+    provider = ""
+    address_rate_per_second: float | None = None
+
+    def __init__(self, account: SmsAccount, destination: str) -> None:
+        self.account = account
+        self.destination = destination.rstrip("/")
+        self.rate_per_second: float | None = account.rate_per_second
+        self._session: aiohttp.ClientSession | None = None
+
+    def sender(self, account: str | None) -> Sender:
+        """SMS has one account: `account` (an e-mail account's name) means nothing here."""
+        return Sender(self.provider)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session(self.account.timeout)
+        return self._session
+
+    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, Mapping[str, str], str]:
+        """POST a form to `path` under the API; the status, headers and body as text."""
+        async with self._http().post(self.destination + path, data=dict(form)) as response:
+            raw = await response.read()
+            return response.status, response.headers, raw.decode("utf-8", errors="replace")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+RAW_LIMIT = 200
+"""Characters of an unexpected answer kept in an error."""
+
+
+def shorten(text: str) -> str:
+    """An unexpected answer, on one line and at most RAW_LIMIT characters, for an error."""
+    text = " ".join(text.split())
+    return text if len(text) <= RAW_LIMIT else text[: RAW_LIMIT - 1] + "…"
+
+
+def decimal_or_none(value: object) -> Decimal | None:
+    """A price as the provider wrote it (number or text); None when absent or not a number."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def json_object(body: str) -> dict[str, Any] | None:
+    """A JSON object (prices kept as Decimal); None for anything else."""
+    try:
+        value = json.loads(body, parse_float=Decimal)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def whole_number(value: object) -> int | None:
+    """A code as the provider wrote it (number or text); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After header in seconds; None when absent or not a number."""
+    try:
+        seconds = float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

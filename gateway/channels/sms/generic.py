@@ -26,13 +26,13 @@ import logging
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import aiohttp
 
-from gateway.channels import Halted, Outgoing, Permanent, Sender, SendResult, Sent, Transient
+from gateway.channels import Halted, Outgoing, Permanent, SendResult, Sent, Transient
 from gateway.channels.sms import (
     DELIVERED,
     FAILED,
@@ -40,13 +40,16 @@ from gateway.channels.sms import (
     Callback,
     CallbackError,
     CallbackRequest,
+    HttpProvider,
     Inbound,
     Receipt,
     SmsAccount,
+    decimal_or_none,
     digits,
     e164,
     network_failure,
-    new_session,
+    retry_after,
+    shorten,
 )
 
 log = logging.getLogger("autoloyal.sms.generic")
@@ -57,7 +60,6 @@ STATUS_NAMES = frozenset({"id", "ids", "login", "password"})
 """Placeholders the status URL and headers may use."""
 _METHODS = ("GET", "POST")
 _SEND_AS = ("query", "form", "json")
-_RAW_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ class GenericSpec:
             raise ValueError("inbound_text_field: incoming SMS need both the phone and text fields")
 
 
-class GenericSms:
+class GenericSms(HttpProvider):
     """Sends through any provider a `GenericSpec` describes."""
 
     name = "sms"
@@ -191,26 +193,9 @@ class GenericSms:
         relative = [url for url in (spec.url, spec.status_url) if url and url.startswith("/")]
         if relative and not account.base_url:
             raise ValueError(f"base_url: {relative[0]} is a path, so the account needs a base_url")
-        self.account = account
+        super().__init__(account, account.base_url or _origin(spec.url))
         self.spec = spec
-        self.destination = account.base_url.rstrip("/") or _origin(spec.url)
-        self.rate_per_second: float | None = account.rate_per_second
-        self.address_rate_per_second: float | None = None
         self.can_poll = spec.status_url is not None
-        self._session: aiohttp.ClientSession | None = None
-
-    def sender(self, account: str | None) -> Sender:
-        return Sender(self.provider)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session(self.account.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def _url(self, template: str, values: Mapping[str, str]) -> str:
         url = template.format_map({key: quote(value, safe=",") for key, value in values.items()})
@@ -255,7 +240,7 @@ class GenericSms:
         answer = _json(body)
         found = _dig(answer, spec.error_path) if spec.error_path else None
         code = _word(found)
-        said = f"code {_text(found).strip()}" if code else _shorten(body)
+        said = f"code {_text(found).strip()}" if code else shorten(body)
         if code and code in spec.halt_codes:
             return Halted(
                 f"{title}: the account cannot send ({said}): check its balance, credentials "
@@ -266,9 +251,9 @@ class GenericSms:
         if code and code in spec.refused_codes:
             return Permanent(f"{title}: the message is refused ({said})", unreachable=False)
         if status == 429:
-            return Transient(f"{title}: too many requests (HTTP 429)", _retry_after(headers))
+            return Transient(f"{title}: too many requests (HTTP 429)", retry_after(headers))
         if status >= 500:
-            return Transient(f"{title}: HTTP {status}: {_shorten(body)}")
+            return Transient(f"{title}: HTTP {status}: {shorten(body)}")
         if status == 401:
             return Halted(f"{title}: the credentials are refused (HTTP 401): check the account")
         if status == 402:
@@ -281,7 +266,7 @@ class GenericSms:
             provider_id = _dig(answer, spec.id_path)
             if provider_id is None or provider_id == "" or isinstance(provider_id, dict | list):
                 return Transient(f"{title}: accepted without an id at {spec.id_path}: {said}")
-            cost = _decimal(_dig(answer, spec.cost_path)) if spec.cost_path else None
+            cost = decimal_or_none(_dig(answer, spec.cost_path)) if spec.cost_path else None
             return Sent(_text(provider_id), cost, self.provider)
         if 400 <= status < 500:
             return Permanent(f"{title}: HTTP {status}: {said}", unreachable=False)
@@ -332,7 +317,7 @@ class GenericSms:
             raise RuntimeError(problem.error) from exc
         answer = _json(body)
         if not 200 <= status < 300 or answer is None:
-            raise RuntimeError(f"{self.spec.title}: status poll: HTTP {status}: {_shorten(body)}")
+            raise RuntimeError(f"{self.spec.title}: status poll: HTTP {status}: {shorten(body)}")
         return answer
 
     def _polled(self, item: Mapping[str, Any], provider_id: str | None) -> Receipt | None:
@@ -436,28 +421,6 @@ def _json(body: str) -> Any:
         return json.loads(body, parse_float=Decimal)
     except ValueError:
         return None
-
-
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        seconds = float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _RAW_LIMIT else text[: _RAW_LIMIT - 1] + "…"
 
 
 def _origin(url: str) -> str:

@@ -35,7 +35,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,7 +45,6 @@ from gateway.channels import (
     Halted,
     Outgoing,
     Permanent,
-    Sender,
     SendResult,
     Sent,
     Transient,
@@ -57,13 +56,18 @@ from gateway.channels.sms import (
     Callback,
     CallbackError,
     CallbackRequest,
+    HttpProvider,
     Inbound,
     Receipt,
     SmsAccount,
+    decimal_or_none,
     digits,
     e164,
+    json_object,
     network_failure,
-    new_session,
+    retry_after,
+    shorten,
+    whole_number,
 )
 
 log = logging.getLogger("autoloyal.sms.smsc")
@@ -71,7 +75,6 @@ log = logging.getLogger("autoloyal.sms.smsc")
 NAME = "SMSC"
 BASE_URL = "https://smsc.ru"
 """Where the API is when the account names no base_url (www2.smsc.ru is SMSC's spare)."""
-_RAW_LIMIT = 200
 _HALT, _DEAD, _REFUSED, _RETRY = "halt", "dead", "refused", "retry"
 
 _SEND_ERRORS: Mapping[int, tuple[str, str, float | None]] = {
@@ -127,7 +130,7 @@ _OPERATOR_ERRORS: Mapping[int, str] = {
 }
 
 
-class Smsc:
+class Smsc(HttpProvider):
     """Sends through SMSC.ru with `login` and `password` (or an API key as `password` and an
     empty `login`)."""
 
@@ -136,34 +139,12 @@ class Smsc:
     can_poll = True
 
     def __init__(self, account: SmsAccount) -> None:
-        self.account = account
-        self.destination = (account.base_url or BASE_URL).rstrip("/")
-        self.rate_per_second: float | None = account.rate_per_second
-        self.address_rate_per_second: float | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    def sender(self, account: str | None) -> Sender:
-        return Sender(self.provider)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session(self.account.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(account, account.base_url or BASE_URL)
 
     def _auth(self) -> dict[str, str]:
         if self.account.login:
             return {"login": self.account.login, "psw": self.account.password}
         return {"apikey": self.account.password}
-
-    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, Mapping[str, str], str]:
-        async with self._http().post(self.destination + path, data=dict(form)) as response:
-            raw = await response.read()
-            return response.status, response.headers, raw.decode("utf-8", errors="replace")
 
     async def send(self, message: Outgoing) -> SendResult:
         phone = digits(message.address)
@@ -178,18 +159,18 @@ class Smsc:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return network_failure(NAME, exc, self.account.timeout)
         if status == 429:
-            return Transient(f"{NAME}: too many requests (HTTP 429)", _retry_after(headers))
+            return Transient(f"{NAME}: too many requests (HTTP 429)", retry_after(headers))
         if status >= 500:
-            return Transient(f"{NAME}: HTTP {status}: {_shorten(body)}")
-        answer = _json_object(body)
+            return Transient(f"{NAME}: HTTP {status}: {shorten(body)}")
+        answer = json_object(body)
         if status != 200 or answer is None:
-            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}")
+            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
         if "error_code" in answer or "error" in answer:
             return _refusal(answer, body)
         sms_id = answer.get("id")
         if sms_id in (None, ""):
-            return Transient(f"{NAME}: accepted without an id: {_shorten(body)}")
-        return Sent(f"{_text(sms_id)}:{phone}", _decimal(answer.get("cost")), self.provider)
+            return Transient(f"{NAME}: accepted without an id: {shorten(body)}")
+        return Sent(f"{_text(sms_id)}:{phone}", decimal_or_none(answer.get("cost")), self.provider)
 
     async def statuses(self, provider_ids: Sequence[str]) -> list[Receipt]:
         """Asks status.php about each message in turn; leaves out ids SMSC does not know.
@@ -207,22 +188,24 @@ class Smsc:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problem = network_failure(NAME, exc, self.account.timeout).error
                 return _partial(receipts, problem, exc)
-            answer = _json_object(body)
+            answer = json_object(body)
             if status != 200 or answer is None:
-                problem = f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}"
+                problem = f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}"
                 return _partial(receipts, problem)
             if "error_code" in answer:
-                code = _int(answer.get("error_code"))
+                code = whole_number(answer.get("error_code"))
                 problem = f"{NAME}: status.php: {answer.get('error')} ({code})"
                 if code in _STATUS_ERRORS or code == 9:
                     return _partial(receipts, problem)
                 log.warning("%s (for %s)", problem, provider_id)
                 continue
-            code = _int(answer.get("status"))
+            code = whole_number(answer.get("status"))
             if code is None or code == _NOT_FOUND:
                 continue
-            at, err = _timestamp(answer.get("last_timestamp")), _int(answer.get("err"))
-            receipts.append(_receipt(provider_id, code, err, at, _decimal(answer.get("cost"))))
+            at, err = _timestamp(answer.get("last_timestamp")), whole_number(answer.get("err"))
+            receipts.append(
+                _receipt(provider_id, code, err, at, decimal_or_none(answer.get("cost")))
+            )
         return receipts
 
     def callback(self, request: CallbackRequest) -> Callback:
@@ -235,11 +218,11 @@ class Smsc:
             at = _timestamp(fields.get("sent")) or _timestamp(fields.get("time"))
             inbound = Inbound(sender, fields["mes"], fields.get("id") or None, at)
             return Callback(inbound=[inbound])
-        sms_id, status = fields.get("id", ""), _int(fields.get("status"))
+        sms_id, status = fields.get("id", ""), whole_number(fields.get("status"))
         if not sms_id or not digits(phone) or status is None:
             raise CallbackError(f"{NAME}: neither a delivery status nor an incoming SMS")
         at = _timestamp(fields.get("time")) or _timestamp(fields.get("ts"))
-        receipt = _receipt(f"{sms_id}:{digits(phone)}", status, _int(fields.get("err")), at)
+        receipt = _receipt(f"{sms_id}:{digits(phone)}", status, whole_number(fields.get("err")), at)
         return Callback(receipts=[receipt])
 
     def signed(self, request: CallbackRequest) -> bool:
@@ -283,11 +266,11 @@ def _receipt(
 
 
 def _refusal(answer: Mapping[str, Any], body: str) -> Halted | Permanent | Transient:
-    code = _int(answer.get("error_code"))
+    code = whole_number(answer.get("error_code"))
     known = _SEND_ERRORS.get(code) if code is not None else None
     if known is None:
         said = answer.get("error")
-        detail = said if isinstance(said, str) and said else _shorten(body)
+        detail = said if isinstance(said, str) and said else shorten(body)
         return Transient(f"{NAME}: error {code}: {detail}")
     kind, meaning, retry_after = known
     error = f"{NAME}: {meaning} ({code})"
@@ -363,14 +346,6 @@ def _signature(
     return None
 
 
-def _json_object(body: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body, parse_float=Decimal)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _text(value: object) -> str:
     if isinstance(value, str):
         return value
@@ -379,42 +354,11 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
-
-
 def _timestamp(value: object) -> datetime | None:
-    seconds = _int(value)
+    seconds = whole_number(value)
     if seconds is None or seconds <= 0:
         return None
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        seconds = float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _RAW_LIMIT else text[: _RAW_LIMIT - 1] + "…"

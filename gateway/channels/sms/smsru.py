@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -38,7 +37,6 @@ from gateway.channels import (
     Halted,
     Outgoing,
     Permanent,
-    Sender,
     SendResult,
     Sent,
     Transient,
@@ -50,11 +48,16 @@ from gateway.channels.sms import (
     Callback,
     CallbackError,
     CallbackRequest,
+    HttpProvider,
     Receipt,
     SmsAccount,
+    decimal_or_none,
     digits,
+    json_object,
     network_failure,
-    new_session,
+    retry_after,
+    shorten,
+    whole_number,
 )
 
 log = logging.getLogger("autoloyal.sms.smsru")
@@ -64,7 +67,6 @@ BASE_URL = "https://sms.ru"
 """Where the API is when the account names no base_url."""
 STATUS_BATCH = 100
 """Ids asked about in one /sms/status call."""
-_RAW_LIMIT = 200
 
 _HALT, _DEAD, _REFUSED, _RETRY = "halt", "dead", "refused", "retry"
 
@@ -106,7 +108,7 @@ _FAILED_CODES: Mapping[int, str] = {
 _NOT_FOUND = -1
 
 
-class SmsRu:
+class SmsRu(HttpProvider):
     """Sends through SMS.ru with the account's api_id (`SmsAccount.password`)."""
 
     name = "sms"
@@ -114,29 +116,7 @@ class SmsRu:
     can_poll = True
 
     def __init__(self, account: SmsAccount) -> None:
-        self.account = account
-        self.destination = (account.base_url or BASE_URL).rstrip("/")
-        self.rate_per_second: float | None = account.rate_per_second
-        self.address_rate_per_second: float | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    def sender(self, account: str | None) -> Sender:
-        return Sender(self.provider)
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session(self.account.timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, Mapping[str, str], str]:
-        async with self._http().post(self.destination + path, data=dict(form)) as response:
-            raw = await response.read()
-            return response.status, response.headers, raw.decode("utf-8", errors="replace")
+        super().__init__(account, account.base_url or BASE_URL)
 
     async def send(self, message: Outgoing) -> SendResult:
         phone = digits(message.address)
@@ -154,13 +134,13 @@ class SmsRu:
 
     def _sent(self, status: int, headers: Mapping[str, str], body: str, phone: str) -> SendResult:
         if status == 429:
-            return Transient(f"{NAME}: too many requests (HTTP 429)", _retry_after(headers))
+            return Transient(f"{NAME}: too many requests (HTTP 429)", retry_after(headers))
         if status >= 500:
-            return Transient(f"{NAME}: HTTP {status}: {_shorten(body)}")
-        answer = _json_object(body)
+            return Transient(f"{NAME}: HTTP {status}: {shorten(body)}")
+        answer = json_object(body)
         if status != 200 or answer is None:
-            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}")
-        code = _int(answer.get("status_code"))
+            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
+        code = whole_number(answer.get("status_code"))
         if code != 100:
             return _refusal(code, answer, body)
         numbers = answer.get("sms")
@@ -170,14 +150,14 @@ class SmsRu:
             if entry is None and len(numbers) == 1:
                 entry = next(iter(numbers.values()))
         if not isinstance(entry, dict):
-            return Transient(f"{NAME}: no entry for the number in the answer: {_shorten(body)}")
-        code = _int(entry.get("status_code"))
+            return Transient(f"{NAME}: no entry for the number in the answer: {shorten(body)}")
+        code = whole_number(entry.get("status_code"))
         if code != 100:
             return _refusal(code, entry, body)
         sms_id = entry.get("sms_id")
         if sms_id in (None, ""):
-            return Transient(f"{NAME}: accepted without an sms_id: {_shorten(body)}")
-        return Sent(str(sms_id), _decimal(entry.get("cost")), self.provider)
+            return Transient(f"{NAME}: accepted without an sms_id: {shorten(body)}")
+        return Sent(str(sms_id), decimal_or_none(entry.get("cost")), self.provider)
 
     async def statuses(self, provider_ids: Sequence[str]) -> list[Receipt]:
         """One /sms/status call per 100 ids; ids SMS.ru does not know are left out. Raises
@@ -190,10 +170,10 @@ class SmsRu:
                 status, _headers, body = await self._post("/sms/status", form)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise RuntimeError(network_failure(NAME, exc, self.account.timeout).error) from exc
-            answer = _json_object(body)
+            answer = json_object(body)
             if status != 200 or answer is None:
-                raise RuntimeError(f"{NAME}: unexpected answer (HTTP {status}): {_shorten(body)}")
-            code = _int(answer.get("status_code"))
+                raise RuntimeError(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
+            code = whole_number(answer.get("status_code"))
             if code != 100:
                 raise RuntimeError(_refusal(code, answer, body).error)
             found = answer.get("sms")
@@ -203,12 +183,14 @@ class SmsRu:
                 entry = found.get(sms_id)
                 if not isinstance(entry, dict) or entry.get("status") != "OK":
                     continue
-                code = _int(entry.get("status_code"))
+                code = whole_number(entry.get("status_code"))
                 if code is None or code == _NOT_FOUND:
                     continue
                 text = entry.get("status_text")
                 reason = text if isinstance(text, str) and text else None
-                receipts.append(_receipt(sms_id, code, None, reason, _decimal(entry.get("cost"))))
+                receipts.append(
+                    _receipt(sms_id, code, None, reason, decimal_or_none(entry.get("cost")))
+                )
         return receipts
 
     def callback(self, request: CallbackRequest) -> Callback:
@@ -221,10 +203,10 @@ class SmsRu:
             if lines[0] != "sms_status":
                 continue  # callcheck_status and the like: not about our messages
             if len(lines) < 4 or not lines[1]:
-                raise CallbackError(f"{NAME}: a garbled sms_status entry: {entry[:_RAW_LIMIT]!r}")
-            code, unix = _int(lines[2]), _int(lines[3])
+                raise CallbackError(f"{NAME}: a garbled sms_status entry: {shorten(entry)!r}")
+            code, unix = whole_number(lines[2]), whole_number(lines[3])
             if code is None or unix is None:
-                raise CallbackError(f"{NAME}: a garbled sms_status entry: {entry[:_RAW_LIMIT]!r}")
+                raise CallbackError(f"{NAME}: a garbled sms_status entry: {shorten(entry)!r}")
             receipts.append(_receipt(lines[1], code, datetime.fromtimestamp(unix, UTC)))
         return Callback(receipts=receipts, reply="100")
 
@@ -259,7 +241,7 @@ def _refusal(
     known = _CODES.get(code) if code is not None else None
     if known is None:
         said = answer.get("status_text")
-        detail = said if isinstance(said, str) and said else _shorten(body)
+        detail = said if isinstance(said, str) and said else shorten(body)
         return Transient(f"{NAME}: code {code}: {detail}")
     kind, meaning, retry_after = known
     error = f"{NAME}: {meaning} ({code})"
@@ -296,46 +278,3 @@ def _field(request: CallbackRequest, name: str) -> str | None:
         if key == name:
             return value
     return None
-
-
-def _json_object(body: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body, parse_float=Decimal)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str | Decimal):
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        seconds = float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _RAW_LIMIT else text[: _RAW_LIMIT - 1] + "…"
