@@ -66,7 +66,10 @@ def sms_provider(settings: Settings) -> SmsProvider | None:
     if sms.provider == "generic":
         from gateway.channels.sms.generic import GenericSms
 
-        return GenericSms(account, sms_generic_spec(sms.generic))
+        try:
+            return GenericSms(account, sms_generic_spec(sms.generic))
+        except ValueError as exc:  # a spec that needs what the account lacks (a base_url)
+            raise ConfigError(f"sms.{exc}") from None
     return None
 
 

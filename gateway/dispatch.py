@@ -346,6 +346,13 @@ class Dispatcher:
         return _Day(start, end)
 
     async def _record(self, message_id: int, outgoing: Outgoing, result: SendResult) -> None:
+        alert = await self._settle(message_id, outgoing, result)
+        if alert is not None:
+            # Told after the transaction: a slow staff chat must not hold the outbox's lock.
+            await self.alerts.alert(alert)
+
+    async def _settle(self, message_id: int, outgoing: Outgoing, result: SendResult) -> str | None:
+        """Record the outcome; returns what staff must hear of it, if anything."""
         now = self.clock()
         async with self.sessions() as session, session.begin():
             message = await session.get_one(Message, message_id, populate_existing=True)
@@ -366,14 +373,14 @@ class Dispatcher:
                     cost=result.cost,
                     last_error=None,
                 )
-                if outgoing.channel in self._alerted:
-                    self._alerted.discard(outgoing.channel)
-                    await self.alerts.alert(f"{outgoing.channel} sends again.")
                 if result.provider_id and sender:
                     # A receipt can overtake the send: the provider called back before this
                     # transaction recorded the id. It waited; it applies now.
                     await receipts.apply_waiting(session, message, sender, now)
-                return
+                if outgoing.channel in self._alerted:
+                    self._alerted.discard(outgoing.channel)
+                    return f"{outgoing.channel} sends again."
+                return None
             error = result.error
             message.last_error = error
             if isinstance(result, Halted):
@@ -382,13 +389,13 @@ class Dispatcher:
                 resume = now + timedelta(seconds=pause)
                 self._halted[outgoing.channel] = resume
                 await lifecycle.requeue(session, message, resume, now)
-                if outgoing.channel not in self._alerted:
-                    self._alerted.add(outgoing.channel)
-                    await self.alerts.alert(
-                        f"{outgoing.channel} stopped sending: {error}. Its messages wait; "
-                        f"it is tried again every {pause / 60:g} min."
-                    )
-                return
+                if outgoing.channel in self._alerted:
+                    return None
+                self._alerted.add(outgoing.channel)
+                return (
+                    f"{outgoing.channel} stopped sending: {error}. Its messages wait; "
+                    f"it is tried again every {pause / 60:g} min."
+                )
             if isinstance(result, Permanent):
                 lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_PERMANENT, now, error=error)
                 if result.unreachable:
@@ -396,7 +403,7 @@ class Dispatcher:
                         session, message.client_id, outgoing.channel, outgoing.address, error, now
                     )
                 await self._fall_through(session, message, f"{outgoing.channel}: {error}", now)
-                return
+                return None
             lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=error)
             limiter = self._limits.get(outgoing.channel)
             if result.retry_after and limiter is not None:
@@ -408,11 +415,12 @@ class Dispatcher:
                     f"({result.error})"
                 )
                 await self._fall_through(session, message, gave_up, now)
-                return
+                return None
             delay = max(
                 self.policy.backoff(message.channel_attempts, self.rng), result.retry_after or 0
             )
             await lifecycle.requeue(session, message, now + timedelta(seconds=delay), now)
+            return None
 
     async def _fall_through(
         self, session: AsyncSession, message: Message, why: str, now: datetime

@@ -27,9 +27,11 @@ ATTEMPT_SENT = "sent"
 ATTEMPT_TRANSIENT = "transient"
 ATTEMPT_PERMANENT = "permanent"
 ATTEMPT_UNKNOWN = "unknown"
-_SENDER_LOCKS = 0x6175  # the advisory lock namespace of daily limits ("au")
 ATTEMPT_HALTED = "halted"
 """The provider refused for the whole account (no money, credentials): the message waits."""
+
+_SENDER_LOCKS = 0x6175
+"""The PostgreSQL advisory-lock namespace of daily limits ("au")."""
 
 CAPPED_STATES = (SENDING, SENT, DELIVERED, UNKNOWN)
 """States in which an advertising message holds a slot of the client's frequency cap."""
