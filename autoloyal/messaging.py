@@ -153,7 +153,8 @@ def staff_alerts(settings: Settings, channels: dict[str, Channel]) -> Alerts:
 
 
 def opt_out(settings: Settings) -> OptOut:
-    return OptOut(sms_text=settings.sms.opt_out_text)
+    label = "Unsubscribe" if settings.company.locale == "en" else "Отписаться от рассылки"
+    return OptOut(sms_text=settings.sms.opt_out_text, telegram_label=label)
 
 
 async def link_signer(session: AsyncSession, settings: Settings, now: datetime) -> LinkSigner:

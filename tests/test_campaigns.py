@@ -315,10 +315,12 @@ async def launch_with_links(
 
 
 async def test_advertising_carries_each_clients_own_way_out(db: Database, clock: FakeClock) -> None:
-    ivan = await add_client(db, phone="+79161234567", email="ivan@example.ru")
-    anna = await add_client(db, phone="+79161234568", email="anna@example.ru", first_name="Анна")
+    ivan = await add_client(db, telegram_id=7, phone="+79161234567", email="ivan@example.ru")
+    anna = await add_client(
+        db, telegram_id=8, phone="+79161234568", email="anna@example.ru", first_name="Анна"
+    )
     plan = dataclasses.replace(
-        await plan_for(db, clock, channels="sms,email"), email_account="news"
+        await plan_for(db, clock, channels="telegram,sms,email"), email_account="news"
     )
 
     campaign_id, signer = await launch_with_links(db, clock, plan)
@@ -329,6 +331,9 @@ async def test_advertising_carries_each_clients_own_way_out(db: Database, clock:
         link = signer.url(client, campaign_id)
         assert sent.content["sms"]["text"].endswith(f"— {COMPANY.name} Отказ: {link}")
         assert sent.content["email"]["list_unsubscribe"] == f"{link}?channel=email"
+        assert sent.content["telegram"]["text"].endswith(
+            f'\n\n<a href="{link}">Отписаться от рассылки</a>'
+        )
         assert f'href="{link}"' in sent.content["email"]["html"], "the footer's link"
         assert sent.account == "news"
         token = link.rsplit("/", 1)[1]
@@ -336,14 +341,15 @@ async def test_advertising_carries_each_clients_own_way_out(db: Database, clock:
 
 
 async def test_service_messages_carry_no_opt_out_line(db: Database, clock: FakeClock) -> None:
-    await add_client(db, phone="+79161234567", email="ivan@example.ru")
-    plan = await plan_for(db, clock, channels="sms,email", kind=SERVICE)
+    await add_client(db, telegram_id=7, phone="+79161234567", email="ivan@example.ru")
+    plan = await plan_for(db, clock, channels="telegram,sms,email", kind=SERVICE)
 
     await launch_with_links(db, clock, plan)
 
     async with db.sessions() as session:
         [sent] = (await session.scalars(select(Message))).all()
     assert "Отказ" not in sent.content["sms"]["text"]
+    assert "Отписаться" not in sent.content["telegram"]["text"]
     assert "list_unsubscribe" not in sent.content["email"]
     assert sent.account is None
 

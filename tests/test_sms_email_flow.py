@@ -363,6 +363,8 @@ async def test_a_campaign_reaches_each_client_once_through_the_first_channel_tha
         assert arrived == ["mail@example.ru", "only@example.ru"]
         for sms in smsru.messages.values():
             assert " Отказ: https://loyal.example.ru/u/" in sms.text
+        for chat in bot_api.sent:
+            assert '<a href="https://loyal.example.ru/u/' in chat.text
         for mail in smtp.messages:
             assert mail.message["List-Unsubscribe"].startswith("<https://loyal.example.ru/u/")
             assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
