@@ -516,3 +516,24 @@ def test_an_unreadable_dkim_key_is_a_config_error_naming_the_key(tmp_path: Path)
 
     with pytest.raises(ConfigError, match=r"email\.account\[0\]\.dkim_key_file: cannot read"):
         build_channels(settings)
+
+
+async def test_a_message_whose_account_left_the_config_goes_by_the_next_channel(
+    db: Database, clock: FakeClock, smsru: SmsRuServer
+) -> None:
+    async with SmtpServer() as smtp:
+        account = {"name": "news", "host": smtp.host, "port": smtp.port, "security": "none",
+                   "from_address": "news@example.ru"}  # fmt: skip
+        settings = smsru_settings(db, smsru, email={"account": [account]})
+        client = await add_client(db, phone="+79161234567", email="ivan@example.ru")
+        queued = await queue_message(db, clock, client, plan=("email", "sms"))
+        async with db.sessions() as session, session.begin():
+            (await session.get_one(Message, queued)).account = "promo"  # since removed
+        await drain(db, settings, clock)
+        assert smtp.messages == []
+
+    sent = await message(db, queued)
+    assert (sent.state, sent.sender) == ("sent", "smsru")
+    assert sent.reason == (
+        "email: no account named 'promo' (accounts: news); see [[email.account]]"
+    )
