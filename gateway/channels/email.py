@@ -193,8 +193,7 @@ class EmailChannel:
         line = self._lines.get(self.default if account is None else account)
         if line is None:
             raise UnknownAccount(
-                f"no account named {account!r} (accounts: {self._known}); "
-                "see [[email.account]]"
+                f"no account named {account!r} (accounts: {self._known}); see [[email.account]]"
             )
         return Sender(line.sender, line.account.daily_limit)
 
