@@ -236,7 +236,7 @@ class UnsubscribePages:
 
     def _page(self, found: Preferences, token: str, *, saved: bool) -> web.Response:
         texts = self.texts
-        name = " ".join(part for part in (found.first_name, found.middle_name) if part)
+        name = found.name
         greeting = texts["hello"].format(name=name) if name else texts["hello_anonymous"]
         notice = None
         if saved:

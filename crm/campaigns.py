@@ -21,6 +21,7 @@ from crm.preferences import LinkSigner
 from crm.recipients import client_pages
 from crm.segments import SegmentContext, SegmentQuery, resolve
 from crm.templates import TemplateLibrary
+from gateway.channels import CONTACTS
 from gateway.lifecycle import cancel
 from gateway.optout import OptOut
 from gateway.outbox import (
@@ -117,9 +118,8 @@ async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[st
     many would get the message through each channel (the first of the plan they have an
     address for: `first:<channel>`), before consent and quiet hours are counted."""
     members = plan.members.subquery()
-    addresses = {"telegram": Client.telegram_id, "sms": Client.phone, "email": Client.email}
     first = case(
-        *((addresses[channel].is_not(None), channel) for channel in plan.plan),
+        *((getattr(Client, CONTACTS[channel]).is_not(None), channel) for channel in plan.plan),
         else_=None,
     ).label("first")
     in_segment = Client.id.in_(select(members.c[0]))

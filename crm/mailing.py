@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.names import full_name
 from gateway.outbox import STATES
 from storage.models import Client
 from storage.outbox import DeliveryReceipt, Message, MessageAttempt
@@ -178,12 +179,11 @@ def _lines() -> Select[*tuple[Any, ...]]:
 
 
 def _line(r: Row[Any]) -> MessageLine:
-    name = " ".join(part for part in (r.last_name, r.first_name, r.middle_name) if part)
     return MessageLine(
         id=r.id,
         created_at=r.created_at,
         client_id=r.client_id,
-        client=name,
+        client=full_name(r.last_name, r.first_name, r.middle_name),
         campaign_id=r.campaign_id,
         template=r.template,
         kind=r.kind,

@@ -118,7 +118,7 @@ def polite_address(first: str | None, middle: str | None, gender: str | None, lo
     With the gender unknown there is no right adjective, so the greeting turns neutral
     ("Здравствуйте, Иван"); with no name at all it is just "Здравствуйте".
     """
-    name = " ".join(part for part in (first, middle) if part)
+    name = given_name(first, middle)
     if locale == "en":
         return f"Dear {name}" if name else "Hello"
     if not name:
@@ -128,6 +128,12 @@ def polite_address(first: str | None, middle: str | None, gender: str | None, lo
     if gender == FEMALE:
         return f"Уважаемая {name}"
     return f"Здравствуйте, {name}"
+
+
+def given_name(first: str | None, middle: str | None) -> str:
+    """ "Иван Петрович" (name and patronymic, how Russians address each politely), or only
+    what is known; "" when neither is."""
+    return " ".join(part for part in (first, middle) if part)
 
 
 def full_name(last: str | None, first: str | None, middle: str | None) -> str:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.names import given_name
+from gateway.channels import CONTACTS
 from gateway.consent import ADVERTISING, ALL_CHANNELS, allowed
 from gateway.outbox import CHANNELS
+from storage.bulk import conflict_insert
 from storage.models import AppSecret, Client, ClientConsent, ConsentEvent
 from storage.outbox import InboundSms, Message
 
@@ -91,10 +93,8 @@ class LinkSigner:
 
 async def link_secret(session: AsyncSession, now: datetime) -> bytes:
     """The installation's link-signing key, made on first use and the same for every process."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(
-        insert(AppSecret)
+        conflict_insert(session, AppSecret)
         .values(name=LINK_SECRET, value=secrets.token_urlsafe(32), created_at=now)
         .on_conflict_do_nothing(index_elements=["name"])
     )
@@ -115,8 +115,8 @@ class Preferences:
     """What the page shows: who, which channels they can be reached by, and what they allow."""
 
     client_id: int
-    first_name: str
-    middle_name: str
+    name: str
+    """How the page greets them: "Иван Петрович"; "" when unknown."""
     reachable: tuple[str, ...]
     """Channels the client has an address for, in CHANNELS order."""
     advertising: dict[str, bool]
@@ -133,12 +133,10 @@ async def preferences(session: AsyncSession, client_id: int) -> Preferences | No
     if client is None:
         return None
     consents = await _consents(session, client_id)
-    contacts = {"telegram": client.telegram_id, "sms": client.phone, "email": client.email}
     return Preferences(
         client_id=client_id,
-        first_name=client.first_name or "",
-        middle_name=client.middle_name or "",
-        reachable=tuple(channel for channel in CHANNELS if contacts[channel]),
+        name=given_name(client.first_name, client.middle_name),
+        reachable=tuple(channel for channel in CHANNELS if getattr(client, CONTACTS[channel])),
         advertising={channel: allowed(consents, channel, ADVERTISING) for channel in CHANNELS},
     )
 
@@ -234,10 +232,8 @@ async def _write(
     now: datetime,
 ) -> None:
     values = {"granted": granted, "changed_at": now, "source": source}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(
-        insert(ClientConsent)
+        conflict_insert(session, ClientConsent)
         .values(client_id=client_id, channel=channel, purpose=ADVERTISING, **values)
         .on_conflict_do_update(index_elements=["client_id", "channel", "purpose"], set_=values)
     )

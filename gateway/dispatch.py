@@ -236,8 +236,7 @@ class Dispatcher:
                 state = FAILED if message.attempts else SKIPPED
                 await lifecycle.settle(session, message, state, now, reason=history)
                 return None
-            resting = self._halted.get(route.channel)
-            if resting is not None and resting > now:
+            if (resting := self._resting(route.channel, now)) is not None:
                 await lifecycle.requeue(session, message, resting, now)
                 return None
             if message.kind == ADVERTISING:
@@ -254,6 +253,11 @@ class Dispatcher:
                     await lifecycle.settle(session, message, SKIPPED, now, reason=cap)
                     return None
             return _Route(route.channel_index, route.channel, route.address, route.sender, history)
+
+    def _resting(self, channel: str, now: datetime) -> datetime | None:
+        """Until when a halted channel rests; None when it may send."""
+        until = self._halted.get(channel)
+        return until if until is not None and until > now else None
 
     def _first_open_channel(self, claimed: lifecycle.Claimed) -> tuple[_Route | None, list[str]]:
         message = claimed.message
@@ -309,8 +313,7 @@ class Dispatcher:
             if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
                 return None  # cancelled or reaped while it waited for a slot
             message = await session.get_one(Message, message_id, populate_existing=True)
-            resting = self._halted.get(route.channel)
-            if resting is not None and resting > now:
+            if (resting := self._resting(route.channel, now)) is not None:
                 # The channel halted while this message waited for its rate-limit slot.
                 await lifecycle.requeue(session, message, resting, now)
                 return None

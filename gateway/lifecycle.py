@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.consent import ADVERTISING, SERVICE, ConsentRows
 from gateway.outbox import CANCELLED, DELIVERED, QUEUED, SENDING, SENT, UNKNOWN
+from storage.bulk import conflict_insert
 from storage.models import Client, ClientConsent
 from storage.outbox import ChannelUnreachable, Message, MessageAttempt
 
@@ -254,9 +254,9 @@ async def mark_unreachable(
     session: AsyncSession, client_id: int, channel: str, address: str, reason: str, now: datetime
 ) -> None:
     values = {"address": address, "reason": reason, "marked_at": now}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(ChannelUnreachable).values(client_id=client_id, channel=channel, **values)
+    statement = conflict_insert(session, ChannelUnreachable).values(
+        client_id=client_id, channel=channel, **values
+    )
     await session.execute(
         statement.on_conflict_do_update(index_elements=["client_id", "channel"], set_=values)
     )

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.consent import ADVERTISING, SERVICE
 from gateway.optout import OptOut
 from gateway.render import MessageTemplate
-from storage.bulk import table_of
+from storage.bulk import conflict_insert, table_of
 from storage.outbox import Message
 
 KINDS = (SERVICE, ADVERTISING)
@@ -144,7 +143,9 @@ async def enqueue(
     if session.get_bind().dialect.name == "sqlite":
         queued = await _insert_sqlite(session, shared, rows)
     else:
-        statement = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        statement = conflict_insert(session, Message).on_conflict_do_nothing(
+            index_elements=["idempotency_key"]
+        )
         result = await session.execute(
             statement.returning(table_of(Message).c.id),
             [{**shared, **dict(zip(_PER_ROW, row, strict=True))} for row in rows],
@@ -210,10 +211,3 @@ async def _known_keys(session: AsyncSession, keys: list[str]) -> set[str]:
         select(Message.idempotency_key).where(Message.idempotency_key.in_(keys))
     )
     return set(found)
-
-
-def _insert(session: AsyncSession) -> Any:
-    table = table_of(Message)
-    dialect = session.get_bind().dialect.name
-    statement: Insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return statement

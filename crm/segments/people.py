@@ -31,6 +31,7 @@ from crm.segments.base import (
     words,
     yes_no,
 )
+from gateway.channels import CONTACTS
 from storage.bonuses import BonusLot, BonusPosting
 from storage.models import Car, Client, ClientConsent, ClientTag, Visit
 from storage.sqlfunc import days_between, month_day, year_of
@@ -138,7 +139,7 @@ def advertising_allowed(channel: str) -> ColumnElement[bool]:
     return row(channel, True) | (~row(channel) & row(ALL_CHANNELS, True))
 
 
-_ADDRESS = {"telegram": Client.telegram_id, "sms": Client.phone, "email": Client.email}
+_ADDRESS = {channel: getattr(Client, column) for channel, column in CONTACTS.items()}
 
 
 def build_filter(values: dict[str, Any], context: SegmentContext) -> SegmentSQL:

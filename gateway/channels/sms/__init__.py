@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 import phonenumbers
 
-from gateway.channels import Channel, Sender, Transient
+from gateway.channels import Channel, Outgoing, Permanent, Sender, Transient
 
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -164,6 +164,8 @@ class HttpProvider:
 
     name = "sms"
     provider = ""
+    title = ""
+    """The provider's name in errors ("SMS.ru")."""
     address_rate_per_second: float | None = None
 
     def __init__(self, account: SmsAccount, destination: str) -> None:
@@ -181,11 +183,33 @@ class HttpProvider:
             self._session = new_session(self.account.timeout)
         return self._session
 
-    async def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, Mapping[str, str], str]:
-        """POST a form to `path` under the API; the status, headers and body as text."""
-        async with self._http().post(self.destination + path, data=dict(form)) as response:
-            raw = await response.read()
-            return response.status, response.headers, raw.decode("utf-8", errors="replace")
+    def _phone(self, message: Outgoing) -> str | Permanent:
+        """The number's digits, as the providers take it; Permanent when it is no number."""
+        phone = digits(message.address)
+        if not 10 <= len(phone) <= 15:
+            return Permanent(f"{self.title}: not a phone number: {message.address!r}")
+        return phone
+
+    async def _ask(
+        self, path: str, form: Mapping[str, str]
+    ) -> tuple[dict[str, Any], str] | Transient:
+        """POST a form to `path` under the API and read the JSON object it answers, with the
+        body as text (for errors); a Transient says why there is none: no answer, 429 (with
+        its Retry-After), 5xx, or anything but a JSON object with HTTP 200."""
+        try:
+            async with self._http().post(self.destination + path, data=dict(form)) as response:
+                status, headers = response.status, response.headers
+                body = (await response.read()).decode("utf-8", errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return network_failure(self.title, exc, self.account.timeout)
+        if status == 429:
+            return Transient(f"{self.title}: too many requests (HTTP 429)", retry_after(headers))
+        if status >= 500:
+            return Transient(f"{self.title}: HTTP {status}: {shorten(body)}")
+        answer = json_object(body)
+        if status != 200 or answer is None:
+            return Transient(f"{self.title}: unexpected answer (HTTP {status}): {shorten(body)}")
+        return answer, body
 
     async def close(self) -> None:
         if self._session is not None:

@@ -39,8 +39,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
-
 from gateway.channels import (
     Halted,
     Outgoing,
@@ -63,9 +61,6 @@ from gateway.channels.sms import (
     decimal_or_none,
     digits,
     e164,
-    json_object,
-    network_failure,
-    retry_after,
     shorten,
     whole_number,
 )
@@ -136,6 +131,7 @@ class Smsc(HttpProvider):
 
     name = "sms"
     provider = "smsc"
+    title = NAME
     can_poll = True
 
     def __init__(self, account: SmsAccount) -> None:
@@ -147,24 +143,17 @@ class Smsc(HttpProvider):
         return {"apikey": self.account.password}
 
     async def send(self, message: Outgoing) -> SendResult:
-        phone = digits(message.address)
-        if not 10 <= len(phone) <= 15:
-            return Permanent(f"{NAME}: not a phone number: {message.address!r}")
+        phone = self._phone(message)
+        if isinstance(phone, Permanent):
+            return phone
         form = self._auth() | {"phones": phone, "mes": message.content["text"]}
         if self.account.sender:
             form["sender"] = self.account.sender
         form |= {"fmt": "3", "charset": "utf-8", "cost": "3"}
-        try:
-            status, headers, body = await self._post("/sys/send.php", form)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return network_failure(NAME, exc, self.account.timeout)
-        if status == 429:
-            return Transient(f"{NAME}: too many requests (HTTP 429)", retry_after(headers))
-        if status >= 500:
-            return Transient(f"{NAME}: HTTP {status}: {shorten(body)}")
-        answer = json_object(body)
-        if status != 200 or answer is None:
-            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
+        asked = await self._ask("/sys/send.php", form)
+        if isinstance(asked, Transient):
+            return asked
+        answer, body = asked
         if "error_code" in answer or "error" in answer:
             return _refusal(answer, body)
         sms_id = answer.get("id")
@@ -183,15 +172,10 @@ class Smsc(HttpProvider):
                 log.warning("%s: not an SMSC message id: %r", NAME, provider_id)
                 continue
             form = self._auth() | {"phone": phone, "id": sms_id, "fmt": "3", "charset": "utf-8"}
-            try:
-                status, _headers, body = await self._post("/sys/status.php", form)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = network_failure(NAME, exc, self.account.timeout).error
-                return _partial(receipts, problem, exc)
-            answer = json_object(body)
-            if status != 200 or answer is None:
-                problem = f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}"
-                return _partial(receipts, problem)
+            asked = await self._ask("/sys/status.php", form)
+            if isinstance(asked, Transient):
+                return _partial(receipts, asked.error)
+            answer, _body = asked
             if "error_code" in answer:
                 code = whole_number(answer.get("error_code"))
                 problem = f"{NAME}: status.php: {answer.get('error')} ({code})"
@@ -283,12 +267,10 @@ def _refusal(answer: Mapping[str, Any], body: str) -> Halted | Permanent | Trans
     return Transient(error, retry_after)
 
 
-def _partial(
-    receipts: list[Receipt], problem: str, cause: BaseException | None = None
-) -> list[Receipt]:
+def _partial(receipts: list[Receipt], problem: str) -> list[Receipt]:
     """Stop polling: keep what came so far, or raise when nothing did."""
     if not receipts:
-        raise RuntimeError(problem) from cause
+        raise RuntimeError(problem)
     log.warning("%s; stopped after %d statuses", problem, len(receipts))
     return receipts
 

@@ -31,8 +31,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
-
 from gateway.channels import (
     Halted,
     Outgoing,
@@ -52,10 +50,6 @@ from gateway.channels.sms import (
     Receipt,
     SmsAccount,
     decimal_or_none,
-    digits,
-    json_object,
-    network_failure,
-    retry_after,
     shorten,
     whole_number,
 )
@@ -113,33 +107,24 @@ class SmsRu(HttpProvider):
 
     name = "sms"
     provider = "smsru"
+    title = NAME
     can_poll = True
 
     def __init__(self, account: SmsAccount) -> None:
         super().__init__(account, account.base_url or BASE_URL)
 
     async def send(self, message: Outgoing) -> SendResult:
-        phone = digits(message.address)
-        if not 10 <= len(phone) <= 15:
-            return Permanent(f"{NAME}: not a phone number: {message.address!r}")
+        phone = self._phone(message)
+        if isinstance(phone, Permanent):
+            return phone
         form = {"api_id": self.account.password, "to": phone, "msg": message.content["text"]}
         if self.account.sender:
             form["from"] = self.account.sender
         form["json"] = "1"
-        try:
-            status, headers, body = await self._post("/sms/send", form)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return network_failure(NAME, exc, self.account.timeout)
-        return self._sent(status, headers, body, phone)
-
-    def _sent(self, status: int, headers: Mapping[str, str], body: str, phone: str) -> SendResult:
-        if status == 429:
-            return Transient(f"{NAME}: too many requests (HTTP 429)", retry_after(headers))
-        if status >= 500:
-            return Transient(f"{NAME}: HTTP {status}: {shorten(body)}")
-        answer = json_object(body)
-        if status != 200 or answer is None:
-            return Transient(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
+        asked = await self._ask("/sms/send", form)
+        if isinstance(asked, Transient):
+            return asked
+        answer, body = asked
         code = whole_number(answer.get("status_code"))
         if code != 100:
             return _refusal(code, answer, body)
@@ -166,13 +151,10 @@ class SmsRu(HttpProvider):
         for start in range(0, len(provider_ids), STATUS_BATCH):
             chunk = list(provider_ids[start : start + STATUS_BATCH])
             form = {"api_id": self.account.password, "sms_id": ",".join(chunk), "json": "1"}
-            try:
-                status, _headers, body = await self._post("/sms/status", form)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise RuntimeError(network_failure(NAME, exc, self.account.timeout).error) from exc
-            answer = json_object(body)
-            if status != 200 or answer is None:
-                raise RuntimeError(f"{NAME}: unexpected answer (HTTP {status}): {shorten(body)}")
+            asked = await self._ask("/sms/status", form)
+            if isinstance(asked, Transient):
+                raise RuntimeError(asked.error)
+            answer, body = asked
             code = whole_number(answer.get("status_code"))
             if code != 100:
                 raise RuntimeError(_refusal(code, answer, body).error)
