@@ -8,7 +8,12 @@ and runs one Dispatcher against it for --seconds. Prints what the server accepte
 sustained after a 1 s warm-up, the most in any 1 s window, 429 answers, the spacing of sends,
 and where every message ended in the database.
 
-    python bench/dispatch.py [--rate 30] [--seconds 60]
+With --flood-at N the server answers one 429 (retry_after --retry-after seconds) to the
+request after its N-th accepted message, as Telegram does to a burst, and the run reports
+what reached the server inside that pause (target: nothing but requests already on the
+wire) and how soon after it the paced message went (target: first, under 1 s).
+
+    python bench/dispatch.py [--rate 30] [--seconds 60] [--flood-at 100 --retry-after 2]
                              [--pg postgresql://postgres@127.0.0.1/test]
 """
 
@@ -118,7 +123,48 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[index]
 
 
-async def bench(url: str, rate: int, seconds: float) -> bool:
+ON_THE_WIRE = 0.05
+"""Seconds after a 429 in which a request may still arrive that left before the answer did."""
+
+
+async def flood_once(api: FakeBotAPI, after: int, retry_after: int) -> None:
+    """Answer 429 to the request that follows the `after`-th accepted message."""
+    await api.wait_sent(after, timeout=3600)
+    api.fail_next("flood", retry_after=retry_after)
+
+
+def report_flood(api: FakeBotAPI, retry_after: int) -> bool:
+    floods = [r for r in api.requests if r.status == 429]
+    if not floods:
+        print("429: the server sent none (the run ended before --flood-at messages)")
+        return False
+    flood = floods[0]
+    end = flood.at + retry_after
+    sends = [r for r in api.requests if r.method == "sendMessage" and r is not flood]
+    inside = [r for r in sends if flood.at < r.at < end]
+    late = [r for r in inside if r.at > flood.at + ON_THE_WIRE]
+    chat = flood.params.get("chat_id")
+    resent = next((r for r in sends if r.at >= flood.at and r.params.get("chat_id") == chat), None)
+    after = [r for r in sends if r.at >= end]
+    print(
+        f"429 (retry_after {retry_after} s) at +0: {len(inside)} request(s) reached the server"
+        f" inside the pause, {len(late)} of them more than {ON_THE_WIRE * 1000:.0f} ms after the"
+        f" 429 (sent after it was known; target 0)"
+    )
+    if resent is None:
+        print("CHECK FAILED: the paced message was never sent again")
+        return False
+    place = after.index(resent) + 1 if resent in after else 0
+    print(
+        f"the paced message went again {resent.at - end:+.3f} s after the pause ended"
+        f" ({resent.at - flood.at:.3f} s after the 429), as number {place} after the pause"
+    )
+    return not late and place == 1
+
+
+async def bench(
+    url: str, rate: int, seconds: float, flood_at: int | None = None, retry_after: int = 2
+) -> bool:
     engine = create_engine(url)
     await upgrade(engine)
     sessions = make_session_factory(engine)
@@ -149,12 +195,17 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
         )
         stop = asyncio.Event()
         began = time.monotonic()
+        if flood_at is not None:
+            flooding = asyncio.create_task(flood_once(api, flood_at, retry_after))
         running = asyncio.create_task(dispatcher.run(stop))
         await asyncio.sleep(seconds)
         stop.set()
         stopped = time.monotonic()
         await running
         finished = time.monotonic()
+        if flood_at is not None:
+            flooding.cancel()
+            flood_ok = report_flood(api, retry_after)
         await dispatcher.close()
         sent = sorted(message.at for message in api.sent)
         answers = Counter(request.status for request in api.requests)
@@ -211,7 +262,7 @@ async def bench(url: str, rate: int, seconds: float) -> bool:
         print(
             f"CHECK FAILED: {thousands(len(sent))} accepted by the server, states {dict(by_state)}"
         )
-    return consistent
+    return consistent and (flood_at is None or flood_ok)
 
 
 def main() -> None:
@@ -219,16 +270,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=30, help="messages per second (limit)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--pg", help="a PostgreSQL admin URL: a scratch database is made beside")
+    parser.add_argument("--flood-at", type=int, help="one 429 after this many accepted messages")
+    parser.add_argument("--retry-after", type=int, default=2, help="the 429's retry_after, s")
     args = parser.parse_args()
+    flood = (args.flood_at, args.retry_after)
     if args.pg:
         url = asyncio.run(create_pg_scratch(args.pg, migrate=False))
         try:
-            ok = asyncio.run(bench(url, args.rate, args.seconds))
+            ok = asyncio.run(bench(url, args.rate, args.seconds, *flood))
         finally:
             asyncio.run(drop_pg_scratch(args.pg, url))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            ok = asyncio.run(bench(f"sqlite:///{Path(tmp) / 'bench.db'}", args.rate, args.seconds))
+            database = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            ok = asyncio.run(bench(database, args.rate, args.seconds, *flood))
     if not ok:
         sys.exit(1)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,18 +35,23 @@ from gateway.channels import (
     Sender,
     SendResult,
     Sent,
+    Transient,
     UnknownAccount,
 )
 from gateway.consent import ADVERTISING, allowed, refusal
 from gateway.outbox import FAILED, SENT, SKIPPED
 from gateway.quiet import Night, morning_after
-from gateway.ratelimit import KeyedRateLimiter, RateLimiter, Slot
+from gateway.ratelimit import NORMAL, PACED, VOIDED, KeyedRateLimiter, RateLimiter, Slot
 from storage.outbox import Message
 
 log = logging.getLogger("autoloyal.dispatch")
 
 Clock = Callable[[], datetime]
 """Aware UTC now; tests pass a fake one."""
+PACED_WAIT_IN_HAND = 60.0
+"""Seconds of a server's pause a paced message waits out in hand; a longer one queues it."""
+PACED_IN_A_ROW = 10
+"""Paced answers to one message before it is treated as a failed try after all."""
 _NO_ADDRESS = {
     "telegram": "not linked to Telegram",
     "sms": "no phone number",
@@ -125,10 +130,10 @@ class Dispatcher:
         """Channels staff were told are halted, and not yet that they work again."""
         self.stopping = asyncio.Event()
         self._monotonic = monotonic
+        # Every channel has one, unlimited when it has no rate: a server's pause needs a gate.
         self._limits = {
-            name: RateLimiter(channel.rate_per_second, monotonic=monotonic)
+            name: RateLimiter(channel.rate_per_second or None, monotonic=monotonic)
             for name, channel in self.channels.items()
-            if channel.rate_per_second
         }
         self._address_limits = {
             name: KeyedRateLimiter(channel.address_rate_per_second, monotonic=monotonic)
@@ -206,21 +211,85 @@ class Dispatcher:
             route = await self._route(message_id)
             if route is None:
                 return
-            slots = await self._wait_for_slots(route.channel, route.address)
-            if slots is None:
-                async with self.sessions() as session, session.begin():
-                    await lifecycle.release(session, [message_id], self.worker, self.clock())
-                return
-            outgoing = await self._begin(message_id, route)
+            outgoing = await self._take_turn(message_id, route)
             if outgoing is None:
                 return
-            for slot in slots:
-                slot.stamp(self._monotonic())
-            result = await self.channels[route.channel].send(outgoing)
+            channel = self.channels[route.channel]
+            result = await channel.send(outgoing)
+            for _ in range(PACED_IN_A_ROW):
+                if not _is_pacing(result):
+                    break
+                if not await self._paced(message_id, route, result):
+                    return
+                result = await channel.send(outgoing)
             await self._record(message_id, outgoing, result)
         except Exception:
             # The message stays in `sending`; its lease runs out and `reap` settles it.
             log.exception("message %d: delivery failed", message_id)
+
+    async def _take_turn(self, message_id: int, route: _Route) -> Outgoing | None:
+        """Wait for the rate limits, record the attempt as open; None when the message was
+        settled, released or taken away meanwhile.
+
+        A pause that began after the slots were granted voids them: the request waits it
+        out (ahead of newcomers) rather than leave inside the server's pause.
+        """
+        limiters = self._limiters_of(route.channel, route.address)
+        slots = await self._wait_for_slots(limiters, NORMAL)
+        if slots is not None and self._superseded(limiters, slots):
+            slots = await self._wait_for_slots(limiters, VOIDED)
+        if slots is None:
+            async with self.sessions() as session, session.begin():
+                await lifecycle.release(session, [message_id], self.worker, self.clock())
+            return None
+        outgoing = await self._begin(message_id, route)
+        if outgoing is None:
+            self._give_back(limiters, slots)
+            return None
+        while self._superseded(limiters, slots):
+            # The attempt is open while this waits: a crash now ends `unknown`, never doubled.
+            slots = await self._wait_for_slots(limiters, VOIDED)
+            if slots is None:
+                async with self.sessions() as session, session.begin():
+                    await lifecycle.withdraw_attempt(session, message_id, self.clock())
+                return None
+        now = self._monotonic()
+        for slot in slots:
+            slot.stamp(now)
+        return outgoing
+
+    async def _paced(self, message_id: int, route: _Route, result: Transient) -> bool:
+        """Record a paced request and pause the channel; True when the next attempt is
+        recorded and its turn has come, first after the pause; False when the message went
+        back to the queue (a long pause, or stopping).
+
+        The next attempt is opened before the pause runs out, so nothing stands between its
+        turn and the request: a crash during the pause ends it `unknown`, never doubled.
+        The chat's own limit is not asked again: the server took nothing to that chat.
+        """
+        pause = result.retry_after or 0.0
+        limiter = self._limits[route.channel]
+        limiter.pause(pause)
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            message = await session.get_one(Message, message_id, populate_existing=True)
+            attempt = await lifecycle.open_attempt(session, message_id)
+            lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=result.error)
+            message.attempts += 1
+            message.last_error = result.error
+            if pause > PACED_WAIT_IN_HAND:
+                await lifecycle.requeue(session, message, now + timedelta(seconds=pause), now)
+                return False
+            await lifecycle.begin_attempt(
+                session, message, route.channel_index, route.address, now, route.sender.name
+            )
+        slots = await self._wait_for_slots([limiter], PACED)
+        if slots is None:
+            async with self.sessions() as session, session.begin():
+                await lifecycle.withdraw_attempt(session, message_id, self.clock())
+            return False
+        slots[0].stamp(self._monotonic())
+        return True
 
     async def _route(self, message_id: int) -> _Route | None:
         """Choose the channel, or settle the message without one (skip, defer, cap)."""
@@ -294,18 +363,37 @@ class Dispatcher:
             session, message, now, policy.advertising_limit, window
         )
 
-    async def _wait_for_slots(self, channel: str, address: str) -> list[Slot] | None:
-        """Wait until both the chat's and the channel's limits allow a request; None: stopping."""
-        slots = []
+    def _limiters_of(self, channel: str, address: str) -> list[RateLimiter]:
+        """The chat's limiter (where the channel has one), then the channel's."""
         per_address = self._address_limits.get(channel)
         limiters = [per_address.of(address)] if per_address is not None else []
-        limiters += [self._limits[channel]] if channel in self._limits else []
+        return [*limiters, self._limits[channel]]
+
+    async def _wait_for_slots(
+        self, limiters: list[RateLimiter], priority: int
+    ) -> list[Slot] | None:
+        """Wait until every limiter allows a request; None: stopping."""
+        slots: list[Slot] = []
         for limiter in limiters:
-            slot = await limiter.acquire(self.stopping)
+            slot = await limiter.acquire(self.stopping, priority=priority)
             if slot is None:
+                self._give_back(limiters, slots)
                 return None
             slots.append(slot)
         return slots
+
+    @staticmethod
+    def _superseded(limiters: list[RateLimiter], slots: list[Slot]) -> bool:
+        """A pause began after the slots were granted; they are given back if so."""
+        if not any(limiter.superseded(slot) for limiter, slot in zip(limiters, slots, strict=True)):
+            return False
+        Dispatcher._give_back(limiters, slots)
+        return True
+
+    @staticmethod
+    def _give_back(limiters: list[RateLimiter], slots: list[Slot]) -> None:
+        for limiter, slot in zip(limiters, slots, strict=False):
+            limiter.give_back(slot)
 
     async def _begin(self, message_id: int, route: _Route) -> Outgoing | None:
         now = self.clock()
@@ -408,9 +496,8 @@ class Dispatcher:
                 await self._fall_through(session, message, f"{outgoing.channel}: {error}", now)
                 return None
             lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=error)
-            limiter = self._limits.get(outgoing.channel)
-            if result.retry_after and limiter is not None:
-                limiter.pause(result.retry_after)
+            if result.retry_after:
+                self._limits[outgoing.channel].pause(result.retry_after)
             message.channel_attempts += 1
             if message.channel_attempts >= self.policy.max_attempts:
                 gave_up = (
@@ -436,3 +523,8 @@ class Dispatcher:
         await lifecycle.requeue(
             session, message, now, now, channel_index=next_index, channel_attempts=0
         )
+
+
+def _is_pacing(result: SendResult) -> TypeGuard[Transient]:
+    """The server asked us to slow down and said for how long (429 with retry_after)."""
+    return isinstance(result, Transient) and result.retry_after is not None

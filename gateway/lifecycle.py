@@ -231,6 +231,15 @@ def close_attempt(
     attempt.error = error
 
 
+async def withdraw_attempt(session: AsyncSession, message_id: int, now: datetime) -> None:
+    """Take back an attempt recorded but never sent (the dispatcher stopped while the
+    channel was paused): no request left, so the message is simply queued again."""
+    attempt = await open_attempt(session, message_id)
+    await session.delete(attempt)
+    message = await session.get_one(Message, message_id, populate_existing=True)
+    await requeue(session, message, now, now)
+
+
 async def requeue(
     session: AsyncSession, message: Message, due: datetime, now: datetime, **values: Any
 ) -> None:

@@ -6,20 +6,36 @@ recent sends instead: a request may start only when fewer than `rate` started in
 second (plus a small margin for network jitter), and never sooner than 1/rate after the
 previous one, so sends are spread evenly and no one-second window at the server holds more
 than the limit.
+
+A server that answers 429 pauses the limiter. A slot granted before the pause began and not
+yet used is void: its holder asks again (`superseded`), so nothing leaves during the pause
+but the requests already on the wire. Slots go to waiters by priority, then in order of
+arrival: a request the server paced is the first to go once the pause is over, then those
+whose slots the pause voided, then the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 Monotonic = Callable[[], float]
 
 MARGIN = 0.02
 """Seconds added to each window: requests leave us in order but may arrive a little apart."""
+
+PACED = 0
+"""Priority of a request the server paced: it goes before every other waiter."""
+VOIDED = 1
+"""Priority of a request whose slot a pause voided: it had its turn once already."""
+NORMAL = 2
 
 
 class Slot:
@@ -40,22 +56,48 @@ class Slot:
 
 
 class RateLimiter:
-    """At most `rate` requests in any window of `per` seconds, evenly spaced; can be paused."""
+    """At most `rate` requests in any window of `per` seconds, evenly spaced; can be paused.
 
-    def __init__(self, rate: float, per: float = 1.0, *, monotonic: Monotonic = time.monotonic):
-        if rate <= 0:
+    `rate` None: no limit, but a pause still holds every request back.
+    """
+
+    def __init__(
+        self, rate: float | None, per: float = 1.0, *, monotonic: Monotonic = time.monotonic
+    ) -> None:
+        if rate is not None and rate <= 0:
             raise ValueError("rate must be positive")
-        self.limit = max(1, math.floor(rate * per))
+        self.limit = max(1, math.floor(rate * per)) if rate is not None else None
         self.window = per + MARGIN
-        self.spacing = per / (rate * per)
+        self.spacing = 1 / rate if rate is not None else 0.0
         self._now = monotonic
         self._starts: deque[Slot] = deque()
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._paused_at = -math.inf
+        self._waiters: list[tuple[int, int, asyncio.Future[Slot]]] = []
+        self._arrivals = itertools.count()
+        self._granting: asyncio.Task[None] | None = None
 
     def pause(self, seconds: float) -> None:
-        """No request before `seconds` from now (a 429's retry_after)."""
-        self._paused_until = max(self._paused_until, self._now() + seconds)
+        """No request before `seconds` from now (a 429's retry_after).
+
+        Slots granted until now and not yet used are void (see `superseded`).
+        """
+        now = self._now()
+        self._paused_until = max(self._paused_until, now + seconds)
+        self._paused_at = now
+
+    def paused_for(self) -> float:
+        """Seconds the pause still runs (0: not paused)."""
+        return max(0.0, self._paused_until - self._now())
+
+    def superseded(self, slot: Slot) -> bool:
+        """A pause began after `slot` was granted: the request must not leave on it."""
+        return slot.reserved <= self._paused_at
+
+    def give_back(self, slot: Slot) -> None:
+        """Forget a slot whose request never left."""
+        with contextlib.suppress(ValueError):  # already out of the window
+            self._starts.remove(slot)
 
     def delay(self) -> float:
         """Seconds until the next request may start (0: now)."""
@@ -63,7 +105,7 @@ class RateLimiter:
         while self._starts and now - self._starts[0].at >= self.window:
             self._starts.popleft()
         wait = self._paused_until - now
-        if self._starts:
+        if self._starts and self.limit is not None:
             # Spacing runs from the reservations, so a slow database write before one send
             # does not push every later send back; the window counts real send times.
             wait = max(wait, self._starts[-1].reserved + self.spacing - now)
@@ -71,23 +113,48 @@ class RateLimiter:
                 wait = max(wait, self._starts[-self.limit].at + self.window - now)
         return max(0.0, wait)
 
-    async def acquire(self, stopping: asyncio.Event | None = None) -> Slot | None:
-        """Wait for a slot and take it; None (no slot taken) when `stopping` is set first."""
-        async with self._lock:
-            while (wait := self.delay()) > 0:
-                if stopping is None:
-                    await asyncio.sleep(wait)
-                    continue
-                try:
-                    await asyncio.wait_for(stopping.wait(), timeout=wait)
-                except TimeoutError:
-                    continue
-                return None
-            if stopping is not None and stopping.is_set():
-                return None
+    async def acquire(
+        self, stopping: asyncio.Event | None = None, *, priority: int = NORMAL
+    ) -> Slot | None:
+        """Wait for a slot and take it; None (no slot taken) when `stopping` is set first.
+
+        Waiters of a lower `priority` number go first (PACED, VOIDED, NORMAL).
+        """
+        granted: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        entry = (priority, next(self._arrivals), granted)
+        heapq.heappush(self._waiters, entry)
+        if self._granting is None or self._granting.done():
+            self._granting = asyncio.create_task(self._grant())
+        waits: set[asyncio.Future[Any]] = {granted}
+        if stopping is not None:
+            waits.add(asyncio.ensure_future(stopping.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits - {granted}:
+                waiting.cancel()
+            if not granted.done() or (stopping is not None and stopping.is_set()):
+                # Stopping, or this task was cancelled: the slot, if any, was never used.
+                if granted.done() and not granted.cancelled():
+                    self.give_back(granted.result())
+                granted.cancel()
+        return None if granted.cancelled() else granted.result()
+
+    async def _grant(self) -> None:
+        """Hand out slots to the waiters in turn, as the window and the pause allow."""
+        waiters = self._waiters
+        while True:
+            while waiters and waiters[0][2].done():
+                heapq.heappop(waiters)  # a waiter that stopped waiting
+            if not waiters:
+                return
+            if (wait := self.delay()) > 0:
+                await asyncio.sleep(wait)
+                continue
+            _, _, granted = heapq.heappop(waiters)
             slot = Slot(self._now())
             self._starts.append(slot)
-            return slot
+            granted.set_result(slot)
 
 
 class KeyedRateLimiter:

@@ -46,7 +46,12 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Transient:
-    """Try again later; `retry_after` seconds is the server's own word, and binds us."""
+    """Try again later.
+
+    `retry_after` is the server pacing us (429, "too many requests") and binds the whole
+    channel: nothing leaves until it has passed, then this message goes first, and the try
+    is not counted against `max_attempts`, since nothing failed. Leave it None for faults.
+    """
 
     error: str
     retry_after: float | None = None
