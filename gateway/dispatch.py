@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import lifecycle, receipts
+from gateway import lifecycle, ratelimit, receipts
 from gateway.alerts import Alerts, LogAlerts
 from gateway.channels import (
     CONTACTS,
@@ -39,15 +39,27 @@ from gateway.channels import (
     UnknownAccount,
 )
 from gateway.consent import ADVERTISING, allowed, refusal
-from gateway.outbox import FAILED, SENT, SKIPPED
+from gateway.outbox import (
+    DAILY_LIMIT,
+    FAILED,
+    HALTED,
+    PACED,
+    QUIET_HOURS,
+    RETRY,
+    SENT,
+    SKIPPED,
+)
 from gateway.quiet import Night, morning_after
-from gateway.ratelimit import NORMAL, PACED, VOIDED, KeyedRateLimiter, RateLimiter, Slot
+from gateway.ratelimit import KeyedRateLimiter, RateLimiter, Slot
+from gateway.tally import SendTally
 from storage.outbox import Message
 
 log = logging.getLogger("autoloyal.dispatch")
 
 Clock = Callable[[], datetime]
 """Aware UTC now; tests pass a fake one."""
+REPORT_SECONDS = 60.0
+"""How often a working dispatcher logs what it sent."""
 PACED_WAIT_IN_HAND = 60.0
 """Seconds of a server's pause a paced message waits out in hand; a longer one queues it."""
 PACED_IN_A_ROW = 10
@@ -129,6 +141,7 @@ class Dispatcher:
         self._alerted: set[str] = set()
         """Channels staff were told are halted, and not yet that they work again."""
         self.stopping = asyncio.Event()
+        self.tally = SendTally()
         self._monotonic = monotonic
         # Every channel has one, unlimited when it has no rate: a server's pause needs a gate.
         self._limits = {
@@ -146,8 +159,13 @@ class Dispatcher:
         tasks: set[asyncio.Task[None]] = set()
         stop_waiter = asyncio.ensure_future(stop.wait())
         next_reap = 0.0
+        next_report = time.monotonic() + REPORT_SECONDS
         try:
+            await self.recheck_quiet_hours()
             while not stop.is_set():
+                if time.monotonic() >= next_report:
+                    self.report()
+                    next_report = time.monotonic() + REPORT_SECONDS
                 try:
                     if time.monotonic() >= next_reap:
                         await self.reap()
@@ -175,9 +193,31 @@ class Dispatcher:
             stop_waiter.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            self.report()
+
+    def report(self) -> None:
+        """Log what this worker did since the last report (run does so once a minute)."""
+        if (line := self.tally.take()) is not None:
+            log.info("%s: %s", self.worker, line)
+
+    async def recheck_quiet_hours(self) -> int:
+        """Messages waiting out the night are due again at once where quiet hours as now
+        configured do not hold them (turned off, or shorter), and later where they end later."""
+        now = self.clock()
+        policy = self.policy
+
+        def morning(zone: str | None) -> datetime | None:
+            return morning_after(now, ZoneInfo(zone or policy.default_timezone), policy.night)
+
+        async with self.sessions() as session, session.begin():
+            moved = await lifecycle.wake_quiet(session, now, morning)
+        if moved:
+            log.info("quiet hours as configured now: %d waiting message(s) rescheduled", moved)
+        return moved
 
     async def drain(self) -> int:
         """Send everything due now, one batch after another; return how many were handled."""
+        await self.recheck_quiet_hours()
         handled = 0
         while claimed := await self._claim(self.policy.max_in_flight):
             await asyncio.gather(*(self._deliver(message_id) for message_id in claimed))
@@ -235,9 +275,9 @@ class Dispatcher:
         out (ahead of newcomers) rather than leave inside the server's pause.
         """
         limiters = self._limiters_of(route.channel, route.address)
-        slots = await self._wait_for_slots(limiters, NORMAL)
+        slots = await self._wait_for_slots(limiters, ratelimit.NORMAL)
         if slots is not None and self._superseded(limiters, slots):
-            slots = await self._wait_for_slots(limiters, VOIDED)
+            slots = await self._wait_for_slots(limiters, ratelimit.VOIDED)
         if slots is None:
             async with self.sessions() as session, session.begin():
                 await lifecycle.release(session, [message_id], self.worker, self.clock())
@@ -248,7 +288,7 @@ class Dispatcher:
             return None
         while self._superseded(limiters, slots):
             # The attempt is open while this waits: a crash now ends `unknown`, never doubled.
-            slots = await self._wait_for_slots(limiters, VOIDED)
+            slots = await self._wait_for_slots(limiters, ratelimit.VOIDED)
             if slots is None:
                 async with self.sessions() as session, session.begin():
                     await lifecycle.withdraw_attempt(session, message_id, self.clock())
@@ -270,6 +310,7 @@ class Dispatcher:
         pause = result.retry_after or 0.0
         limiter = self._limits[route.channel]
         limiter.pause(pause)
+        self.tally.add(route.channel, "paced")
         now = self.clock()
         async with self.sessions() as session, session.begin():
             message = await session.get_one(Message, message_id, populate_existing=True)
@@ -278,12 +319,13 @@ class Dispatcher:
             message.attempts += 1
             message.last_error = result.error
             if pause > PACED_WAIT_IN_HAND:
-                await lifecycle.requeue(session, message, now + timedelta(seconds=pause), now)
+                due = now + timedelta(seconds=pause)
+                await lifecycle.requeue(session, message, due, now, PACED)
                 return False
             await lifecycle.begin_attempt(
                 session, message, route.channel_index, route.address, now, route.sender.name
             )
-        slots = await self._wait_for_slots([limiter], PACED)
+        slots = await self._wait_for_slots([limiter], ratelimit.PACED)
         if slots is None:
             async with self.sessions() as session, session.begin():
                 await lifecycle.withdraw_attempt(session, message_id, self.clock())
@@ -306,13 +348,13 @@ class Dispatcher:
                 await lifecycle.settle(session, message, state, now, reason=history)
                 return None
             if (resting := self._resting(route.channel, now)) is not None:
-                await lifecycle.requeue(session, message, resting, now)
+                await lifecycle.requeue(session, message, resting, now, HALTED)
                 return None
             if message.kind == ADVERTISING:
                 zone = ZoneInfo(claimed.timezone or self.policy.default_timezone)
                 morning = morning_after(now, zone, self.policy.night)
                 if morning is not None:
-                    await lifecycle.requeue(session, message, morning, now)
+                    await lifecycle.requeue(session, message, morning, now, QUIET_HOURS)
                     return None
                 if message.capped_at is None and not await self._cap_allows(session, message, now):
                     cap = (
@@ -403,7 +445,7 @@ class Dispatcher:
             message = await session.get_one(Message, message_id, populate_existing=True)
             if (resting := self._resting(route.channel, now)) is not None:
                 # The channel halted while this message waited for its rate-limit slot.
-                await lifecycle.requeue(session, message, resting, now)
+                await lifecycle.requeue(session, message, resting, now, HALTED)
                 return None
             limit = route.sender.daily_limit
             if limit is not None:
@@ -411,7 +453,9 @@ class Dispatcher:
                 used = await lifecycle.sends_since(session, route.sender.name, day.start)
                 if used >= limit:
                     why = f"{route.sender.name}: the daily limit of {limit} is used up"
-                    await lifecycle.requeue(session, message, day.end, now, last_error=why)
+                    await lifecycle.requeue(
+                        session, message, day.end, now, DAILY_LIMIT, last_error=why
+                    )
                     return None
             await lifecycle.begin_attempt(
                 session, message, route.channel_index, route.address, now, route.sender.name
@@ -464,6 +508,7 @@ class Dispatcher:
                     cost=result.cost,
                     last_error=None,
                 )
+                self.tally.add(outgoing.channel, "sent")
                 if result.provider_id and sender:
                     # A receipt can overtake the send: the provider called back before this
                     # transaction recorded the id. It waited; it applies now.
@@ -476,10 +521,11 @@ class Dispatcher:
             message.last_error = error
             if isinstance(result, Halted):
                 lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_HALTED, now, error=error)
+                self.tally.add(outgoing.channel, "halted")
                 pause = self.policy.halt_seconds or result.pause
                 resume = now + timedelta(seconds=pause)
                 self._halted[outgoing.channel] = resume
-                await lifecycle.requeue(session, message, resume, now)
+                await lifecycle.requeue(session, message, resume, now, HALTED)
                 if outgoing.channel in self._alerted:
                     return None
                 self._alerted.add(outgoing.channel)
@@ -489,6 +535,7 @@ class Dispatcher:
                 )
             if isinstance(result, Permanent):
                 lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_PERMANENT, now, error=error)
+                self.tally.add(outgoing.channel, "failed")
                 if result.unreachable:
                     await lifecycle.mark_unreachable(
                         session, message.client_id, outgoing.channel, outgoing.address, error, now
@@ -496,6 +543,7 @@ class Dispatcher:
                 await self._fall_through(session, message, f"{outgoing.channel}: {error}", now)
                 return None
             lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=error)
+            self.tally.add(outgoing.channel, "retry")
             if result.retry_after:
                 self._limits[outgoing.channel].pause(result.retry_after)
             message.channel_attempts += 1
@@ -509,7 +557,8 @@ class Dispatcher:
             delay = max(
                 self.policy.backoff(message.channel_attempts, self.rng), result.retry_after or 0
             )
-            await lifecycle.requeue(session, message, now + timedelta(seconds=delay), now)
+            due = now + timedelta(seconds=delay)
+            await lifecycle.requeue(session, message, due, now, RETRY)
             return None
 
     async def _fall_through(

@@ -9,7 +9,7 @@ attempt is open), and `unknown` when one may have: never resent blindly.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.consent import ADVERTISING, SERVICE, ConsentRows
-from gateway.outbox import CANCELLED, DELIVERED, QUEUED, SENDING, SENT, UNKNOWN
+from gateway.outbox import CANCELLED, DELIVERED, QUEUED, QUIET_HOURS, SENDING, SENT, UNKNOWN
 from storage.bulk import conflict_insert
 from storage.models import Client, ClientConsent
 from storage.outbox import ChannelUnreachable, Message, MessageAttempt
@@ -241,10 +241,16 @@ async def withdraw_attempt(session: AsyncSession, message_id: int, now: datetime
 
 
 async def requeue(
-    session: AsyncSession, message: Message, due: datetime, now: datetime, **values: Any
+    session: AsyncSession,
+    message: Message,
+    due: datetime,
+    now: datetime,
+    waiting: str | None = None,
+    **values: Any,
 ) -> None:
-    """Back in the queue, due at `due`, no longer held by anyone."""
-    await settle(session, message, QUEUED, now, next_attempt_at=due, **values)
+    """Back in the queue, due at `due`, no longer held by anyone; `waiting` says why it
+    waits (gateway.outbox.WAITS), None when it is due at once."""
+    await settle(session, message, QUEUED, now, next_attempt_at=due, waiting=waiting, **values)
 
 
 async def settle(
@@ -255,6 +261,7 @@ async def settle(
     message.claimed_by = None
     message.lease_until = None
     message.updated_at = now
+    message.waiting = None
     for name, value in values.items():
         setattr(message, name, value)
 
@@ -301,6 +308,44 @@ async def reap(session: AsyncSession, now: datetime) -> tuple[int, int]:
         .execution_options(synchronize_session=False)
     )
     return len(lost), int(getattr(requeued, "rowcount", 0))
+
+
+async def wake_quiet(
+    session: AsyncSession, now: datetime, morning: Callable[[str | None], datetime | None]
+) -> int:
+    """Re-evaluate the messages waiting out quiet hours against the night as configured
+    now: `morning(zone)` is when the night around `now` ends in that zone (None: it is
+    not night there, or there are no quiet hours); returns how many were moved.
+
+    One statement per time zone the waiting messages' clients are in, not one per message.
+    """
+    waiting = and_(
+        Message.state == QUEUED, Message.waiting == QUIET_HOURS, Message.next_attempt_at > now
+    )
+    zones = await session.scalars(
+        select(Client.timezone)
+        .distinct()
+        .join(Message, Message.client_id == Client.id)
+        .where(waiting)
+    )
+    moved = 0
+    for zone in list(zones):
+        due = morning(zone)
+        in_zone = select(Client.id).where(
+            Client.timezone.is_(None) if zone is None else Client.timezone == zone
+        )
+        result = await session.execute(
+            update(Message)
+            .where(waiting, Message.client_id.in_(in_zone), Message.next_attempt_at != (due or now))
+            .values(
+                next_attempt_at=due or now,
+                waiting=QUIET_HOURS if due is not None else None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        moved += int(getattr(result, "rowcount", 0))
+    return moved
 
 
 def _open_attempt() -> Any:

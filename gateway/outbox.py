@@ -35,6 +35,23 @@ CANCELLED = "cancelled"
 UNKNOWN = "unknown"
 STATES = (QUEUED, SENDING, SENT, DELIVERED, FAILED, SKIPPED, CANCELLED, UNKNOWN)
 
+# Why a queued message waits for its next attempt (`message.waiting`).
+SCHEDULED = "scheduled"
+QUIET_HOURS = "quiet_hours"
+DAILY_LIMIT = "daily_limit"
+HALTED = "halted"
+RETRY = "retry"
+PACED = "paced"
+WAITS: dict[str, str] = {
+    SCHEDULED: "the start time it was given",
+    QUIET_HOURS: "the end of quiet hours in the client's time zone",
+    DAILY_LIMIT: "the sender account's daily limit, until the next day",
+    HALTED: "the channel to send again (halted)",
+    RETRY: "a retry after a failed try",
+    PACED: "the provider's pause (too many requests)",
+}
+"""What each wait means, for people."""
+
 
 class PlanError(ValueError):
     """A channel plan or message kind that cannot be used."""
@@ -125,6 +142,7 @@ async def enqueue(
         "attempts": 0,
         "channel_attempts": 0,
         "next_attempt_at": not_before or now,
+        "waiting": SCHEDULED if not_before is not None and not_before > now else None,
         "created_at": now,
         "updated_at": now,
     }

@@ -68,7 +68,8 @@ class Message(Base):
     says why the message was skipped or failed, and which channels it fell through.
     `account` is the sender account asked for (an e-mail account; None: the default);
     `sender` the account it went out through, `cost` what the provider charged, and
-    `delivered_at` when the operator confirmed delivery.
+    `delivered_at` when the operator confirmed delivery. `waiting` says why a queued message
+    waits for `next_attempt_at` (gateway.outbox.WAITS); None: it waits for nothing.
     """
 
     __tablename__ = "message"
@@ -105,6 +106,7 @@ class Message(Base):
     cost: Mapped[Decimal | None] = mapped_column(PRICE)
     last_error: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+    waiting: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -239,12 +240,69 @@ async def test_quiet_hours_hold_advertising_until_morning_but_not_service(
     waiting = await message(db, advert)
     assert waiting.state == "queued"
     assert waiting.next_attempt_at == datetime(2026, 11, 25, 6, 0, tzinfo=UTC)  # 09:00 Moscow
+    assert waiting.waiting == "quiet_hours"
     assert await attempts(db, advert) == []
 
     clock.set(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
     await dispatcher.drain()
 
     assert (await message(db, advert)).state == "sent"
+
+
+async def test_turning_quiet_hours_off_releases_the_messages_waiting_for_the_morning(
+    db: Database, clock: FakeClock, bot_api: FakeBotAPI, telegram: TelegramChannel
+) -> None:
+    clock.set(datetime(2026, 11, 24, 19, 0, tzinfo=UTC))  # 22:00 in Moscow
+    advert = await queue_message(db, clock, await add_client(db, telegram_id=CHAT))
+    await make_dispatcher(db, {"telegram": telegram}, clock, advertising_limit=0).drain()
+    assert (await message(db, advert)).waiting == "quiet_hours"
+
+    # The dealer sets quiet_hours = "" and restarts: the wait is re-evaluated at once.
+    await make_dispatcher(db, {"telegram": telegram}, clock, night=None).drain()
+
+    sent = await message(db, advert)
+    assert sent.state == "sent"
+    assert sent.waiting is None
+    assert len(bot_api.sent) == 1
+
+
+async def test_quiet_hours_moved_later_move_the_waiting_messages_with_them(
+    db: Database, clock: FakeClock, bot_api: FakeBotAPI, telegram: TelegramChannel
+) -> None:
+    clock.set(datetime(2026, 11, 24, 19, 0, tzinfo=UTC))  # 22:00 in Moscow
+    advert = await queue_message(db, clock, await add_client(db, telegram_id=CHAT))
+    await make_dispatcher(db, {"telegram": telegram}, clock, advertising_limit=0).drain()
+
+    later = (time(21, 0), time(10, 30))
+    await make_dispatcher(db, {"telegram": telegram}, clock, night=later).drain()
+
+    waiting = await message(db, advert)
+    assert waiting.state == "queued"
+    assert waiting.next_attempt_at == datetime(2026, 11, 25, 7, 30, tzinfo=UTC)  # 10:30 Moscow
+    assert bot_api.sent == []
+
+
+async def test_a_working_dispatcher_logs_what_it_sent_per_channel(
+    db: Database,
+    clock: FakeClock,
+    bot_api: FakeBotAPI,
+    telegram: TelegramChannel,
+    sms: FileSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot_api.blocked.add(CHAT + 1)
+    await queue_message(db, clock, await add_client(db, telegram_id=CHAT), kind=SERVICE)
+    blocked = await add_client(db, telegram_id=CHAT + 1, phone="+79161234567")
+    await queue_message(db, clock, blocked, kind=SERVICE, plan=("telegram", "sms"))
+    dispatcher = make_dispatcher(db, {"telegram": telegram, "sms": sms}, clock)
+    caplog.set_level(logging.INFO, logger="autoloyal.dispatch")
+
+    await dispatcher.drain()
+    dispatcher.report()  # what run() does once a minute
+    dispatcher.report()  # and nothing more when nothing more happened
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "autoloyal.dispatch"]
+    assert lines == ["dispatcher: sms: sent 1; telegram: sent 1, failed 1"]
 
 
 async def test_quiet_hours_are_the_clients_own_when_their_zone_is_known(
