@@ -35,7 +35,7 @@ async def bot_api() -> AsyncIterator[FakeBotAPI]:
 @pytest.fixture
 async def telegram(bot_api: FakeBotAPI) -> AsyncIterator[TelegramChannel]:
     channel = TelegramChannel(
-        bot_api.token, api_server=bot_api.base_url, rate_per_second=1000, request_timeout=2
+        bot_api.token, api_server=bot_api.base_url, rate_per_second=1000, request_timeout=60
     )
     yield channel
     await channel.close()
@@ -145,7 +145,8 @@ async def test_a_server_error_is_retried_after_a_backoff(
 
 
 async def test_a_timeout_is_transient(db: Database, clock: FakeClock, bot_api: FakeBotAPI) -> None:
-    bot_api.fail_next("timeout", delay=1.5)
+    # The fake stalls on the same event loop, so the client's 0.3 s run out first for sure.
+    bot_api.fail_next("timeout", delay=5)
     slow = TelegramChannel(bot_api.token, api_server=bot_api.base_url, request_timeout=0.3)
     client = await add_client(db, telegram_id=CHAT)
     message_id = await queue_message(db, clock, client)
@@ -500,7 +501,7 @@ async def test_stopping_finishes_requests_under_way_and_gives_back_the_rest(
     running = asyncio.create_task(dispatcher.run(stop))
     await bot_api.wait_sent(2)
     stop.set()
-    await asyncio.wait_for(running, timeout=5)
+    await asyncio.wait_for(running, timeout=60)
     await slow.close()
 
     states = [(await message(db, m)).state for m in ids]
@@ -535,7 +536,7 @@ async def test_a_refused_bot_token_halts_telegram_the_message_waits_and_staff_he
     client = await add_client(db, telegram_id=CHAT)
     first = await queue_message(db, clock, client)
     second = await queue_message(db, clock, client)
-    wrong = TelegramChannel("999:WRONG-token", api_server=bot_api.base_url, request_timeout=2)
+    wrong = TelegramChannel("999:WRONG-token", api_server=bot_api.base_url, request_timeout=60)
     heard: list[str] = []
 
     async def post(text: str) -> None:

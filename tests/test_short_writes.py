@@ -19,12 +19,15 @@ async def test_a_short_write_waits_for_another_writer_while_the_loop_serves_othe
     url = copy_sqlite(sqlite_template, tmp_path / "autoloyal.db")
     ordinary, short = create_engine(url), create_engine(url, short_writes=True)
     ticks = 0
+    ticked_enough = asyncio.Event()
 
     async def ticking() -> None:
         nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks >= 15:
+                ticked_enough.set()
 
     async def short_write() -> None:
         async with short.begin() as conn:  # BEGIN IMMEDIATE: waits for the lock held below
@@ -37,10 +40,11 @@ async def test_a_short_write_waits_for_another_writer_while_the_loop_serves_othe
             await holder.execute(text("INSERT INTO branch (code, name, is_default, created_at) "
                                       "VALUES ('b1', 'Первый', 1, '2026-11-24 06:00:00')"))  # fmt: skip
             waiting = asyncio.create_task(short_write())
-            await asyncio.sleep(0.3)  # the short write is blocked on the lock all this time
-            assert not waiting.done()
-            assert ticks >= 15  # ...and the loop kept serving the ticker meanwhile
-        await asyncio.wait_for(waiting, 5)  # the lock is free: it goes through
+            # The loop keeps serving the ticker while the short write waits for the lock
+            # (were the loop blocked, the ticker would never get there: 60 s then fail).
+            await asyncio.wait_for(ticked_enough.wait(), 60)
+            assert not waiting.done()  # the short write is blocked on the lock all this time
+        await asyncio.wait_for(waiting, 60)  # the lock is free: it goes through
         async with ordinary.connect() as conn:
             codes = (await conn.execute(text("SELECT code FROM branch ORDER BY code"))).all()
         assert [code for (code,) in codes] == ["b1", "b2"]

@@ -32,7 +32,24 @@ from tests.support.sms_servers import AT, GenericServer, ProviderCall, SmscServe
 
 PHONE = "+79161234567"
 TEXT = "Здравствуйте, Анна! Ваш автомобиль готов, ждём вас в «Моторе» до 20:00."
-TIMEOUT = 0.3
+PATIENT = 60.0
+"""The client's timeout against the local fakes: their answer always comes, however loaded
+the machine is, so no test may hang on a short timeout for it."""
+STALLED = 0.3
+"""The client's timeout where the fake is told to stall ("slow"): it answers after 5 s, on the
+same event loop, so giving up first is certain, not a race."""
+
+
+def timeout_for(scenario: str | None) -> float:
+    return STALLED if scenario == "slow" else PATIENT
+
+
+def scenario_of(request: pytest.FixtureRequest) -> str | None:
+    """The `scenario` a parametrised test runs, for the fixtures that build its client."""
+    callspec = getattr(request.node, "callspec", None)
+    return None if callspec is None else callspec.params.get("scenario")
+
+
 WHEN = datetime.fromtimestamp(AT, UTC)
 
 # An expected outcome: its class, attributes it must have, a piece of its error text.
@@ -77,9 +94,12 @@ async def smsru_server() -> AsyncIterator[SmsRuServer]:
 
 
 @pytest.fixture
-async def smsru(smsru_server: SmsRuServer) -> AsyncIterator[SmsRu]:
+async def smsru(request: pytest.FixtureRequest, smsru_server: SmsRuServer) -> AsyncIterator[SmsRu]:
     account = SmsAccount(
-        smsru_server.url, sender="AutoService", password=smsru_server.api_id, timeout=TIMEOUT
+        smsru_server.url,
+        sender="AutoService",
+        password=smsru_server.api_id,
+        timeout=timeout_for(scenario_of(request)),
     )
     channel = SmsRu(account)
     yield channel
@@ -99,7 +119,7 @@ SMSRU_SENDS: list[tuple[str | None, Expect]] = [
     ("duplicate", (Transient, {"retry_after": 60.0}, "per minute")),
     ("rate_limit", (Transient, {"retry_after": 7.0}, "too many requests (HTTP 429)")),
     ("server_error", (Transient, {"retry_after": None}, "HTTP 500")),
-    ("slow", (Transient, {}, f"no answer in {TIMEOUT:g} s")),
+    ("slow", (Transient, {}, f"no answer in {STALLED:g} s")),
     ("garbage", (Transient, {}, "unexpected answer (HTTP 200): <html><body><h1>502 Bad Gateway")),
 ]
 
@@ -274,13 +294,13 @@ async def smsc_server() -> AsyncIterator[SmscServer]:
 
 
 @pytest.fixture
-async def smsc(smsc_server: SmscServer) -> AsyncIterator[Smsc]:
+async def smsc(request: pytest.FixtureRequest, smsc_server: SmscServer) -> AsyncIterator[Smsc]:
     account = SmsAccount(
         smsc_server.url,
         sender="AutoService",
         login=smsc_server.login,
         password=smsc_server.password,
-        timeout=TIMEOUT,
+        timeout=timeout_for(scenario_of(request)),
     )
     channel = Smsc(account)
     yield channel
@@ -307,7 +327,7 @@ SMSC_SENDS: list[tuple[str | None, Expect]] = [
         (Transient, {"retry_after": 60.0}, "too many identical or concurrent requests (9)"),
     ),
     ("server_error", (Transient, {"retry_after": None}, "HTTP 500")),
-    ("slow", (Transient, {}, f"no answer in {TIMEOUT:g} s")),
+    ("slow", (Transient, {}, f"no answer in {STALLED:g} s")),
     ("garbage", (Transient, {}, "unexpected answer (HTTP 200): <html>")),
 ]
 
@@ -567,15 +587,15 @@ async def generic_server() -> AsyncIterator[GenericServer]:
         yield server
 
 
-def generic_account(server: GenericServer, flavour: str) -> SmsAccount:
+def generic_account(server: GenericServer, flavour: str, timeout: float = PATIENT) -> SmsAccount:
     if flavour == "json":
-        return SmsAccount(server.url, sender="AutoService", password=server.token, timeout=TIMEOUT)
+        return SmsAccount(server.url, sender="AutoService", password=server.token, timeout=timeout)
     return SmsAccount(
         server.url,
         sender="AutoService",
         login=server.user,
         password=server.password,
-        timeout=TIMEOUT,
+        timeout=timeout,
     )
 
 
@@ -606,7 +626,7 @@ GENERIC_SENDS: list[tuple[str, str | None, Expect]] = [
     ("json", "temporary", (Transient, {}, "code queue_full")),
     ("json", "rate_limit", (Transient, {"retry_after": 3.0}, "too many requests")),
     ("json", "server_error", (Transient, {}, "HTTP 500")),
-    ("json", "slow", (Transient, {}, f"no answer in {TIMEOUT:g} s")),
+    ("json", "slow", (Transient, {}, f"no answer in {STALLED:g} s")),
     ("json", "garbage", (Transient, {}, "unexpected answer (HTTP 200): <html>")),
     ("query", None, (Sent, {"provider_id": "1", "cost": Decimal("1.2"), "sender": "generic"}, "")),
     ("query", "bad_number", (Permanent, {"unreachable": True}, "code BAD_NUMBER")),
@@ -616,7 +636,7 @@ GENERIC_SENDS: list[tuple[str, str | None, Expect]] = [
     ("query", "temporary", (Transient, {}, "code BUSY")),
     ("query", "rate_limit", (Transient, {"retry_after": 3.0}, "HTTP 429")),
     ("query", "server_error", (Transient, {}, "HTTP 500")),
-    ("query", "slow", (Transient, {}, f"no answer in {TIMEOUT:g} s")),
+    ("query", "slow", (Transient, {}, f"no answer in {STALLED:g} s")),
 ]
 
 
@@ -627,7 +647,7 @@ async def test_generic_maps_every_answer(
     generic_server: GenericServer, flavour: str, scenario: str | None, expected: Expect
 ) -> None:
     spec = json_spec() if flavour == "json" else query_spec()
-    channel = GenericSms(generic_account(generic_server, flavour), spec)
+    channel = GenericSms(generic_account(generic_server, flavour, timeout_for(scenario)), spec)
     generic_server.fail_next(scenario)
     try:
         check(await channel.send(outgoing()), expected)
@@ -909,7 +929,7 @@ async def test_adapters_describe_themselves(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["smsru", "smsc", "generic"])
 async def test_adapters_see_a_refused_connection_as_transient(kind: str) -> None:
-    account = SmsAccount(f"http://127.0.0.1:{free_port()}", password="x", timeout=TIMEOUT)
+    account = SmsAccount(f"http://127.0.0.1:{free_port()}", password="x", timeout=PATIENT)
     channel: SmsRu | Smsc | GenericSms
     if kind == "smsru":
         channel = SmsRu(account)

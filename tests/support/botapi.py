@@ -355,7 +355,7 @@ class FakeBotAPI:
             best = max(best, last - first + 1)
         return best
 
-    async def wait_sent(self, count: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_sent(self, count: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Wait until `count` messages were accepted, else fail saying what did arrive."""
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.sent) < count:

@@ -101,7 +101,7 @@ class ProviderCall:
     async def deliver(self, url: str) -> tuple[int, str]:
         """Make this call to `url` (our webhook, with its secret): (HTTP status, body)."""
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60.0)) as session,
             session.request(
                 self.method,
                 url,

@@ -332,7 +332,7 @@ class SmtpServer:
             from_name="Автоцентр «Север»",
             from_address=f"{name}@sever-auto.ru",
             ca_file=self.ca_file,
-            timeout=5.0,
+            timeout=60.0,  # the local server always answers; a loaded machine may be slow
         )
         return replace(account, **changes)
 
