@@ -226,6 +226,27 @@ async def test_after_a_429_nothing_leaves_until_retry_after_and_the_paced_go_fir
         assert outcomes in (["sent"], ["transient", "sent"])
 
 
+async def test_a_dispatcher_stopped_during_a_429_pause_gives_the_message_back_unsent(
+    db: Database, clock: FakeClock, bot_api: FakeBotAPI, telegram: TelegramChannel
+) -> None:
+    bot_api.fail_next("flood", retry_after=30)
+    paced = await queue_message(db, clock, await add_client(db, telegram_id=CHAT))
+    dispatcher = make_dispatcher(db, {"telegram": telegram}, clock)
+    stop = asyncio.Event()
+
+    running = asyncio.create_task(dispatcher.run(stop))
+    await bot_api.wait_answered(1)
+    stop.set()
+    await asyncio.wait_for(running, timeout=60)
+
+    # The next attempt was recorded for the moment the pause ends; stopping takes it back,
+    # so the message is queued again rather than `unknown`, and nothing was sent twice.
+    waiting = await message(db, paced)
+    assert (waiting.state, waiting.channel_attempts) == ("queued", 0)
+    assert [a.outcome for a in await attempts(db, paced)] == ["transient"]
+    assert [r.status for r in bot_api.requests] == [429]
+
+
 async def test_quiet_hours_hold_advertising_until_morning_but_not_service(
     db: Database, clock: FakeClock, bot_api: FakeBotAPI, telegram: TelegramChannel
 ) -> None:

@@ -368,6 +368,15 @@ class FakeBotAPI:
                 )
             await self._wait_change(left)
 
+    async def wait_answered(self, count: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wait until `count` requests were answered, whatever the answer."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while sum(1 for r in self.requests if r.status) < count:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"{len(self.requests)} of {count} requests in {timeout}s")
+            await self._wait_change(left)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
