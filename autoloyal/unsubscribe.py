@@ -9,10 +9,14 @@ and answers in plain text.
 GET and HEAD never write: mail services fetch links to check them, and such a fetch must not
 change a client's settings. The pages are plain HTML with no JavaScript, behind headers that
 keep them out of caches, search engines and other sites' frames.
+
+The token in the link is as good as a password to the client's settings, so no log line
+holds it: paths are logged `redacted`, with the token's `fingerprint` in its place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -36,11 +40,15 @@ from crm.preferences import (
     preferences,
     set_advertising,
 )
+from gateway.logsafe import loggable
 from gateway.outbox import CHANNELS
 from storage import make_session_factory, read_only
 
 log = logging.getLogger("autoloyal.unsubscribe")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PREFIX = "/u"
+"""Where the pages are mounted: /u/{token}."""
 
 PAGES = Path(__file__).with_name("pages")
 """The folder of the page templates (package data: `pages/*.html`)."""
@@ -115,7 +123,8 @@ _environment = Environment(
 
 
 class _BadRequest(Exception):
-    """The request is malformed (answered 400)."""
+    """The request is malformed (answered 400); the message goes to the log as it is, so the
+    caller's text in it must be `loggable`."""
 
 
 class _InvalidLink(Exception):
@@ -155,7 +164,7 @@ class UnsubscribePages:
             chosen = set(form.get("channel", []))
             unknown = chosen - set(CHANNELS)
             if unknown:
-                raise _BadRequest(f"unknown channel {sorted(unknown)[0]!r}")
+                raise _BadRequest(f"unknown channel {loggable(sorted(unknown)[0])}")
         elif action != ALL:
             raise _BadRequest("action must be save or all")
         async with self.app.sessions() as session, session.begin():
@@ -199,7 +208,7 @@ class UnsubscribePages:
         named = request.query.getall("channel", [])
         unknown = [channel for channel in named if channel not in CHANNELS]
         if unknown:
-            raise _BadRequest(f"unknown channel {unknown[0]!r}")
+            raise _BadRequest(f"unknown channel {loggable(unknown[0])}")
         async with self.app.sessions() as session, session.begin():
             if await preferences(session, link.client_id) is None:
                 raise _InvalidLink
@@ -276,6 +285,23 @@ class UnsubscribePages:
 PAGES_KEY = web.AppKey("unsubscribe_pages", UnsubscribePages)
 
 
+def fingerprint(token: str) -> str:
+    """What a log says instead of a link's token: "~" and the first 8 hex digits of its
+    SHA-256 ("~3f2a9c1b"). Enough to tell one link's visits from another's, and no way back
+    to the link."""
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"~{digest[:8]}"
+
+
+def redacted(path: str) -> str:
+    """A request's path as a log may show it: under /u/, the token's `fingerprint` in its
+    place ("/u/~3f2a9c1b"); any other path as it is. Still the caller's text: escape it."""
+    if not path.startswith(PREFIX + "/"):
+        return path
+    token, slash, rest = path[len(PREFIX) + 1 :].partition("/")
+    return f"{PREFIX}/{fingerprint(token)}{slash}{rest}"
+
+
 def make_unsubscribe(app: App) -> web.Application:
     """The /u sub-application: the page and one-click unsubscribe at /u/{token}."""
     pages = UnsubscribePages(app)
@@ -287,7 +313,7 @@ def make_unsubscribe(app: App) -> web.Application:
         except (_InvalidLink, web.HTTPNotFound):
             response = pages.invalid()
         except _BadRequest as exc:
-            log.info("%s %s: %s", request.method, request.path, exc)
+            log.info("%s %s: %s", request.method, loggable(redacted(request.path)), exc)
             response = pages.plain(400, "bad_request")
         except web.HTTPMethodNotAllowed as exc:
             response = pages.plain(405, "not_allowed")
@@ -297,7 +323,7 @@ def make_unsubscribe(app: App) -> web.Application:
                 raise
             response = web.Response(status=exc.status, text=exc.reason, content_type="text/plain")
         except Exception:
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed", request.method, loggable(redacted(request.path)))
             response = pages.plain(500, "failed")
         response.headers.update(HEADERS)
         return response
@@ -315,11 +341,11 @@ async def _form(request: web.Request) -> dict[str, list[str]]:
         body = await request.post()
     # A broken multipart part, an unknown charset, undecodable text (a ValueError).
     except (ValueError, LookupError, HttpProcessingError) as exc:
-        raise _BadRequest(f"unreadable form: {exc}") from None
+        raise _BadRequest(f"unreadable form: {loggable(exc)}") from None
     fields: dict[str, list[str]] = {}
     for key, value in body.items():
         if not isinstance(value, str):
-            raise _BadRequest(f"{key}: a file or bytes where text was expected")
+            raise _BadRequest(f"{loggable(key)}: a file or bytes where text was expected")
         fields.setdefault(key, []).append(value)
     return fields
 

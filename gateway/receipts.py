@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.channels.sms import DELIVERED as RECEIPT_DELIVERED
 from gateway.channels.sms import FAILED as RECEIPT_FAILED
-from gateway.channels.sms import PENDING, Receipt, SmsProvider
+from gateway.channels.sms import PENDING, Receipt, SmsProvider, plain
 from gateway.outbox import DELIVERED, FAILED, SENT
 from storage.outbox import DeliveryReceipt, Message
 
@@ -64,6 +64,9 @@ async def record_receipts(
         )
     }
     for receipt in receipts:
+        # The operator's words come from a callback or a poll answer: keep them storable.
+        if receipt.reason is not None:
+            receipt = replace(receipt, reason=plain(receipt.reason))
         message = messages.get(receipt.provider_id)
         if via == POLL and (message is None or receipt.status == PENDING):
             # A poll asks again next time: keeping every "still pending" would only repeat.

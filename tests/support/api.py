@@ -16,7 +16,7 @@ from multidict import CIMultiDictProxy
 
 from autoloyal.app import App, prepare_database
 from autoloyal.config import Settings, parse_settings
-from autoloyal.http import make_http_app
+from autoloyal.http import AccessLog, make_http_app
 from storage import create_engine, make_session_factory
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
@@ -99,9 +99,12 @@ class ApiClient:
 async def serve_api(
     db: Database, clock: FakeClock, **sections: Mapping[str, Any]
 ) -> AsyncIterator[ApiClient]:
-    """The HTTP app (health and /api/v1) on a loopback port, over the test's database."""
+    """The HTTP app (health and /api/v1) on a loopback port, over the test's database, its
+    access log (on, at aiohttp.access) written by the app's own AccessLog."""
     app = App(api_settings(db.url, **sections), db.engine, db.sessions, clock)
-    async with TestClient(TestServer(make_http_app(app), host="127.0.0.1")) as client:
+    server = TestServer(make_http_app(app), host="127.0.0.1")
+    await server.start_server(access_log_class=AccessLog)  # TestServer() drops runner options
+    async with TestClient(server) as client:
         yield ApiClient(client)
 
 

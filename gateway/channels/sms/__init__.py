@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ import aiohttp
 import phonenumbers
 
 from gateway.channels import Channel, Outgoing, Permanent, Sender, Transient
+from gateway.logsafe import loggable
 
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -86,6 +87,12 @@ class Callback:
     inbound: Sequence[Inbound] = ()
     reply: str = "OK"
     content_type: str = "text/plain"
+    notes: Sequence[str] = ()
+    """What staff should hear about a call that is still answered with `reply`: entries the
+    provider wrote in its own format but we can never apply (left out: a time out of range,
+    an id too long to be ours) or statuses we do not know (kept as pending). Answering them
+    with an error would only make the provider resend for ever. The caller's text in a note
+    is already `loggable`."""
 
 
 class CallbackError(ValueError):
@@ -94,6 +101,64 @@ class CallbackError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+PROVIDER_ID_LIMIT = 128
+"""The longest provider id we keep (storage's `provider_message_id` columns are this wide):
+a longer one is no message of ours."""
+
+
+def message_id(value: str, title: str) -> str:
+    """A provider's message id from a callback. CallbackError when it cannot be one: empty,
+    or holding a NUL, a control character, a lone surrogate (a JSON escape) or U+FFFD (bytes
+    read in the wrong charset); no provider writes ids so. A long id is well-formed: see
+    `screened`."""
+    if not value or not value.isprintable() or "\ufffd" in value:
+        raise CallbackError(f"{title}: not a message id: {loggable(value)}")
+    return value
+
+
+def screened(callback: Callback) -> Callback:
+    """The callback without receipts and replies whose id is longer than PROVIDER_ID_LIMIT
+    (none of ours, and no column would hold it), each left out with a note."""
+    notes = list(callback.notes)
+    receipts = []
+    for receipt in callback.receipts:
+        if len(receipt.provider_id) > PROVIDER_ID_LIMIT:
+            notes.append(f"left out a receipt for {loggable(receipt.provider_id)}: too long")
+        else:
+            receipts.append(receipt)
+    inbound = []
+    for reply in callback.inbound:
+        if reply.provider_id is not None and len(reply.provider_id) > PROVIDER_ID_LIMIT:
+            notes.append(f"left out an SMS with the id {loggable(reply.provider_id)}: too long")
+        else:
+            inbound.append(reply)
+    if len(notes) == len(callback.notes):
+        return callback
+    return replace(callback, receipts=receipts, inbound=inbound, notes=notes)
+
+
+def plain(text: str) -> str:
+    """Free text (a client's SMS, an operator's reason) as every database keeps it: a NUL
+    (PostgreSQL refuses it) and lone surrogates (no UTF-8 for them; a JSON body can carry
+    both as escapes) become U+FFFD."""
+    if text.isprintable():
+        return text
+    return "".join(
+        "\ufffd" if char == "\0" or "\ud800" <= char <= "\udfff" else char for char in text
+    )
+
+
+def moment(seconds: int | None) -> datetime | None:
+    """A unix time as an aware UTC datetime; None when absent, 0 or less, or past what a
+    datetime holds (year 9999)."""
+    if seconds is None or seconds <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class SmsProvider(Channel, Protocol):
@@ -110,12 +175,15 @@ class SmsProvider(Channel, Protocol):
 
     def callback(self, request: CallbackRequest) -> Callback:
         """Parse a delivery receipt or an inbound SMS pushed by the provider; raises
-        CallbackError for a call that is not the provider's."""
+        CallbackError for a call that is not the provider's or holds a malformed value
+        (never another exception, whatever the call holds). What it returns can be stored:
+        ids checked by `message_id` and `screened`, free text made `plain`."""
         ...
 
     def signed(self, request: CallbackRequest) -> bool:
         """True when the call carries the provider's own valid signature (False when the
-        provider signs nothing: then only the secret in the URL admits it)."""
+        provider signs nothing: then only the secret in the URL admits it). Never raises:
+        a call it cannot read is not signed."""
         ...
 
 
@@ -241,7 +309,7 @@ def json_object(body: str) -> dict[str, Any] | None:
     """A JSON object (prices kept as Decimal); None for anything else."""
     try:
         value = json.loads(body, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
     return value if isinstance(value, dict) else None
 

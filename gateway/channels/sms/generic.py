@@ -47,8 +47,11 @@ from gateway.channels.sms import (
     decimal_or_none,
     digits,
     e164,
+    message_id,
     network_failure,
+    plain,
     retry_after,
+    screened,
     shorten,
 )
 
@@ -59,6 +62,8 @@ SEND_NAMES = frozenset({"phone", "digits", "text", "sender", "login", "password"
 STATUS_NAMES = frozenset({"id", "ids", "login", "password"})
 """Placeholders the status URL and headers may use."""
 _METHODS = ("GET", "POST")
+_MAX_FIELDS = 1000
+"""Fields read from a raw body, as many as aiohttp reads from a form."""
 _SEND_AS = ("query", "form", "json")
 
 
@@ -346,16 +351,21 @@ class GenericSms(HttpProvider):
         if spec.inbound_phone_field and spec.inbound_text_field:
             phone, text = lookup(spec.inbound_phone_field), lookup(spec.inbound_text_field)
             if phone is not None and text is not None:
-                sender = e164(_text(phone))
+                sender = e164(_scalar(phone, spec.title))
                 if sender is None:
                     raise CallbackError(f"{spec.title}: an incoming SMS without a valid phone")
-                return Callback(inbound=[Inbound(sender, _text(text))], reply=reply)
+                inbound = Inbound(sender, plain(_scalar(text, spec.title)))
+                return Callback(inbound=[inbound], reply=reply)
         provider_id, word = lookup(spec.callback_id_field), lookup(spec.callback_status_field)
         if provider_id in (None, "") or word in (None, ""):
             raise CallbackError(f"{spec.title}: neither a delivery receipt nor an incoming SMS")
         reason = lookup(spec.callback_reason_field) if spec.callback_reason_field else None
-        receipt = self._receipt(_text(provider_id), _word(word), reason)
-        return Callback(receipts=[receipt], reply=reply)
+        receipt = self._receipt(
+            message_id(_scalar(provider_id, spec.title), spec.title),
+            _word(_scalar(word, spec.title)),
+            None if reason is None else _scalar(reason, spec.title),
+        )
+        return screened(Callback(receipts=[receipt], reply=reply))
 
     def signed(self, request: CallbackRequest) -> bool:
         return False
@@ -371,11 +381,15 @@ def _callback_fields(request: CallbackRequest, title: str) -> Callable[[str], An
     body = request.body.strip()
     data: Any = None
     if body.startswith((b"{", b"[")) or "json" in content_type:
-        data = _json(body.decode("utf-8", errors="replace"))
+        data = _json(_utf8(body, title))
         if data is None:
             raise CallbackError(f"{title}: a body that is not JSON")
     elif not form and body:
-        form = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        text = _utf8(body, title)
+        try:
+            form = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+        except ValueError:
+            raise CallbackError(f"{title}: a body of more than {_MAX_FIELDS} fields") from None
     flat |= dict(form)
 
     def lookup(name: str) -> Any:
@@ -384,6 +398,14 @@ def _callback_fields(request: CallbackRequest, title: str) -> Callable[[str], An
         return _dig(data, name) if data is not None else None
 
     return lookup
+
+
+def _utf8(body: bytes, title: str) -> str:
+    """A raw body as text: JSON is UTF-8, and so is a form that names no charset."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CallbackError(f"{title}: a body that is not UTF-8") from None
 
 
 def _dig(value: Any, path: str | None) -> Any:
@@ -401,14 +423,29 @@ def _dig(value: Any, path: str | None) -> Any:
 
 
 def _text(value: object) -> str:
-    """A JSON value as the provider would write it: true, 17, "abc"."""
+    """A JSON value as the provider would write it: true, 17, "abc" (17.0 is 17; a number
+    too big to write out, Infinity or NaN stays as Python writes it)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    if isinstance(value, Decimal | float) and value == int(value):
+    if isinstance(value, Decimal | float) and _whole(value):
         return str(int(value))
     return str(value)
+
+
+def _whole(value: Decimal | float) -> bool:
+    """A finite whole number of at most 30 digits (1E+999999999 is whole, and int() of it
+    would take minutes)."""
+    number = value if isinstance(value, Decimal) else Decimal(value)
+    return number.is_finite() and number == number.to_integral_value() and number.adjusted() < 30
+
+
+def _scalar(value: object, title: str) -> str:
+    """A callback field's value as text; CallbackError for an object or a list."""
+    if isinstance(value, dict | list):
+        raise CallbackError(f"{title}: a field holds {type(value).__name__}, not a value")
+    return _text(value)
 
 
 def _word(value: object) -> str:
@@ -419,7 +456,7 @@ def _word(value: object) -> str:
 def _json(body: str) -> Any:
     try:
         return json.loads(body, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
 
 

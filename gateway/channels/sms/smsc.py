@@ -34,7 +34,7 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -61,9 +61,14 @@ from gateway.channels.sms import (
     decimal_or_none,
     digits,
     e164,
+    message_id,
+    moment,
+    plain,
+    screened,
     shorten,
     whole_number,
 )
+from gateway.logsafe import loggable
 
 log = logging.getLogger("autoloyal.sms.smsc")
 
@@ -88,7 +93,10 @@ _SEND_ERRORS: Mapping[int, tuple[str, str, float | None]] = {
 _STATUS_ERRORS = frozenset({2, 4})
 """status.php errors that concern the whole account: stop asking."""
 
+_CHARSETS = frozenset({"cp1251", "utf-8", "koi8-r"})
+"""The handler URL's charsets, as `codecs.lookup` names them."""
 _NOT_FOUND = -3
+_PENDING_STATUSES = frozenset({-1, 0})
 _DELIVERED_STATUSES = frozenset({1, 2, 4})
 _FAILED_STATUSES: Mapping[int, str] = {
     3: "Просрочено",
@@ -98,6 +106,7 @@ _FAILED_STATUSES: Mapping[int, str] = {
     24: "Недостаточно средств",
     25: "Недоступный номер",
 }
+_KNOWN_STATUSES = _PENDING_STATUSES | _DELIVERED_STATUSES | frozenset(_FAILED_STATUSES)
 _OPERATOR_ERRORS: Mapping[int, str] = {
     1: "Абонент не существует",
     6: "Абонент не в сети",
@@ -193,32 +202,45 @@ class Smsc(HttpProvider):
         return receipts
 
     def callback(self, request: CallbackRequest) -> Callback:
+        """A delivery status or an incoming SMS. A status we do not know is kept as pending,
+        with a note."""
         fields = _fields(request)
         phone = fields.get("phone", "")
         if "mes" in fields:
             sender = e164(phone)
             if sender is None:
-                raise CallbackError(f"{NAME}: an incoming SMS without a valid phone: {phone!r}")
+                raise CallbackError(
+                    f"{NAME}: an incoming SMS without a valid phone: {loggable(phone)}"
+                )
             at = _timestamp(fields.get("sent")) or _timestamp(fields.get("time"))
-            inbound = Inbound(sender, fields["mes"], fields.get("id") or None, at)
-            return Callback(inbound=[inbound])
+            sms_id = message_id(fields["id"], NAME) if fields.get("id") else None
+            inbound = Inbound(sender, plain(fields["mes"]), sms_id, at)
+            return screened(Callback(inbound=[inbound]))
         sms_id, status = fields.get("id", ""), whole_number(fields.get("status"))
         if not sms_id or not digits(phone) or status is None:
             raise CallbackError(f"{NAME}: neither a delivery status nor an incoming SMS")
+        provider_id = f"{message_id(sms_id, NAME)}:{digits(phone)}"
         at = _timestamp(fields.get("time")) or _timestamp(fields.get("ts"))
-        receipt = _receipt(f"{sms_id}:{digits(phone)}", status, whole_number(fields.get("err")), at)
-        return Callback(receipts=[receipt])
+        receipt = _receipt(provider_id, status, whole_number(fields.get("err")), at)
+        notes = []
+        if status not in _KNOWN_STATUSES:
+            notes.append(
+                f"{loggable(provider_id)}: status {loggable(fields['status'])} is unknown, "
+                "kept as pending"
+            )
+        return screened(Callback(receipts=[receipt], notes=notes))
 
     def signed(self, request: CallbackRequest) -> bool:
         if not self.account.password:
             return False
         try:
             fields = _fields(request)
+            charset = _charset(request)
         except CallbackError:
             return False
         third = fields["mes"] if "mes" in fields else fields.get("status", "")
         signed_text = f"{fields.get('id', '')}:{fields.get('phone', '')}:{third}"
-        payload = f"{signed_text}:{self.account.password}".encode(_charset(request), "replace")
+        payload = f"{signed_text}:{self.account.password}".encode(charset, "replace")
         checked = False
         for algorithm, size in (("md5", 32), ("sha1", 40)):
             given = _signature(request, fields, algorithm, size)
@@ -276,13 +298,18 @@ def _partial(receipts: list[Receipt], problem: str) -> list[Receipt]:
 
 
 def _charset(request: CallbackRequest) -> str:
-    """The handler URL's charset; SMSC's default is windows-1251."""
+    """The handler URL's charset: one of those SMSC writes in (windows-1251 by default,
+    utf-8, koi8-r); CallbackError for any other (a typo in the handler URL, or a codec
+    such as base64 that is no text encoding)."""
     for key, value in request.query:
         if key == "charset" and value:
             try:
-                return codecs.lookup(value).name
+                name = codecs.lookup(value).name
             except LookupError:
-                return "utf-8"
+                name = ""
+            if name not in _CHARSETS:
+                raise CallbackError(f"{NAME}: a charset SMSC does not use: {loggable(value)}")
+            return name
     return "cp1251"
 
 
@@ -296,10 +323,11 @@ def _fields(request: CallbackRequest) -> dict[str, str]:
     fields = {key: value for key, value in request.query}
     body = request.body.strip()
     if body.startswith(b"{"):
+        text = body.decode(_charset(request), errors="replace")
         try:
-            data = json.loads(body.decode(_charset(request), errors="replace"))
-        except ValueError as exc:
-            raise CallbackError(f"{NAME}: a body that is not JSON: {exc}") from None
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+            raise CallbackError(f"{NAME}: a body that is not JSON: {loggable(exc)}") from None
         if isinstance(data, dict):
             fields |= {str(key): _text(value) for key, value in data.items()}
         return fields
@@ -337,10 +365,5 @@ def _text(value: object) -> str:
 
 
 def _timestamp(value: object) -> datetime | None:
-    seconds = whole_number(value)
-    if seconds is None or seconds <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    """SMSC's times are optional: one out of range is no time (the receipt still counts)."""
+    return moment(whole_number(value))

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -50,9 +50,13 @@ from gateway.channels.sms import (
     Receipt,
     SmsAccount,
     decimal_or_none,
+    message_id,
+    moment,
+    screened,
     shorten,
     whole_number,
 )
+from gateway.logsafe import loggable
 
 log = logging.getLogger("autoloyal.sms.smsru")
 
@@ -100,6 +104,9 @@ _FAILED_CODES: Mapping[int, str] = {
     150: "Не может быть доставлено: не найден маршрут на данный номер",
 }
 _NOT_FOUND = -1
+_KNOWN_CODES = _PENDING_CODES | _DELIVERED_CODES | frozenset(_FAILED_CODES)
+_MAX_FIELDS = 1000
+"""Fields read from a raw body, as many as aiohttp reads from a form."""
 
 
 class SmsRu(HttpProvider):
@@ -176,29 +183,44 @@ class SmsRu(HttpProvider):
         return receipts
 
     def callback(self, request: CallbackRequest) -> Callback:
+        """The sms_status entries of data[]; other kinds are skipped. An entry with a time
+        out of range is left out with a note, a code we do not know is kept as pending with
+        one: both are SMS.ru's own format, and only "100" stops it resending."""
         entries = _data_entries(request)
         if not entries:
             raise CallbackError(f"{NAME}: the call carries no data[] entries")
         receipts: list[Receipt] = []
+        notes: list[str] = []
         for entry in entries:
             lines = entry.replace("\r\n", "\n").split("\n")
             if lines[0] != "sms_status":
                 continue  # callcheck_status and the like: not about our messages
-            if len(lines) < 4 or not lines[1]:
-                raise CallbackError(f"{NAME}: a garbled sms_status entry: {shorten(entry)!r}")
-            code, unix = whole_number(lines[2]), whole_number(lines[3])
+            code = whole_number(lines[2]) if len(lines) >= 4 else None
+            unix = whole_number(lines[3]) if len(lines) >= 4 else None
             if code is None or unix is None:
-                raise CallbackError(f"{NAME}: a garbled sms_status entry: {shorten(entry)!r}")
-            receipts.append(_receipt(lines[1], code, datetime.fromtimestamp(unix, UTC)))
-        return Callback(receipts=receipts, reply="100")
+                raise CallbackError(f"{NAME}: a garbled sms_status entry: {loggable(entry)}")
+            sms_id = message_id(lines[1], NAME)
+            at = moment(unix)
+            if at is None:
+                notes.append(
+                    f"left out {loggable(sms_id)}: its time {loggable(lines[3])} is out of range"
+                )
+                continue
+            if code not in _KNOWN_CODES:
+                notes.append(
+                    f"{loggable(sms_id)}: status code {loggable(lines[2])} is unknown, "
+                    "kept as pending"
+                )
+            receipts.append(_receipt(sms_id, code, at))
+        return screened(Callback(receipts=receipts, reply="100", notes=notes))
 
     def signed(self, request: CallbackRequest) -> bool:
-        given = _field(request, "hash")
-        if not given or not self.account.password:
+        given = (_field(request, "hash") or "").strip().lower()
+        if not _is_sha256(given) or not self.account.password:
             return False
         joined = self.account.password + "".join(_data_entries(request))
-        expected = hashlib.sha256(joined.encode("utf-8")).hexdigest()
-        return hmac.compare_digest(expected, given.strip().lower())
+        expected = hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+        return hmac.compare_digest(expected, given)
 
 
 def _receipt(
@@ -237,13 +259,19 @@ def _refusal(
 
 
 def _form(request: CallbackRequest) -> list[tuple[str, str]]:
-    """The form fields; parsed from the raw body when the caller left `form` empty."""
+    """The form fields; parsed from the raw body when the caller left `form` empty (none
+    when that body is not UTF-8 or holds more fields than a form may)."""
     if request.form or not request.body:
         return list(request.form)
     try:
-        return parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
+        text = request.body.decode("utf-8")
+        return parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except ValueError:  # UnicodeDecodeError, or too many fields
         return []
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(char in "0123456789abcdef" for char in text)
 
 
 def _data_entries(request: CallbackRequest) -> list[str]:
