@@ -14,6 +14,7 @@ from autoloyal.api.handlers import Api
 from autoloyal.api.openapi import PREFIX, openapi_document
 from autoloyal.app import App
 from crm.errors import Conflict, DomainError, NotFound
+from gateway.logsafe import loggable
 
 log = logging.getLogger("autoloyal.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,17 +45,17 @@ def make_api(app: App) -> web.Application:
             return error(exc.status, _http_code(exc.status), exc.reason)
         except IntegrityError:
             log.info("%s %s: a concurrent request changed the same record", request.method,
-                     request.path)  # fmt: skip
+                     loggable(request.path))  # fmt: skip
             return error(
                 409, "conflict", "another request changed the same record at the same time; retry"
             )
         except DBAPIError as exc:
             if "deadlock" in str(exc.orig).lower():
                 return error(409, "conflict", "the request met a concurrent one; retry")
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed", request.method, loggable(request.path))
             return error(500, "internal", "the server failed; the request was not applied")
         except Exception:
-            log.exception("%s %s failed", request.method, request.path)
+            log.exception("%s %s failed", request.method, loggable(request.path))
             return error(500, "internal", "the server failed; the request was not applied")
 
     async def openapi(request: web.Request) -> web.Response:
