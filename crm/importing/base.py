@@ -124,6 +124,8 @@ async def _import_rows(
         rejects: Rejects = []
         for row in chunk:
             try:
+                if row.problem is not None:
+                    raise RowError(*row.problem)
                 parsed.append((row, importer.parse(row, ctx)))
             except RowError as error:
                 rejects.append((row, error))

@@ -111,11 +111,11 @@ class RejectsFile:
             return
         fresh = self.count == 0
         encoding = self.table.encoding
-        if encoding in ("utf-8-sig", "utf-16"):  # a BOM once, at the start of the file
-            encoding = "utf-8-sig" if fresh else "utf-8"
-        with self.path.open("a", encoding=encoding, errors="replace", newline="") as handle:
+        with self.path.open("a", encoding=encoding.codec, errors="replace", newline="") as handle:
             writer = csv.writer(handle, delimiter=self.table.delimiter)
             if fresh:
+                if encoding.bom:  # once, at the start of the file (the batches append)
+                    handle.write("\ufeff")
                 writer.writerow([*self.table.header, "reject_line", "reject_reason"])
             for row, error in rejects:
                 padded = list(row.raw) + [""] * (len(self.table.header) - len(row.raw))
