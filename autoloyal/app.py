@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from autoloyal.config import Settings
 from crm.branches import sync_branches
 from crm.clock import Clock, system_clock
-from crm.importing import ImportContext
 from storage import create_engine, make_session_factory, normalize_database_url, upgrade
+
+if TYPE_CHECKING:
+    from crm.importing import ImportContext
 
 
 class DatabaseUnavailable(Exception):
@@ -29,6 +32,8 @@ class App:
     clock: Clock
 
     def import_context(self) -> ImportContext:
+        from crm.importing import ImportContext
+
         return ImportContext(
             clock=self.clock,
             tz=self.settings.company.tz,

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crm.visits import VISIT_KINDS
-from gateway.outbox import PlanError, parse_plan
-from storage.engine import DatabaseUrlError, normalize_database_url
+
+# phonenumbers, gateway.outbox and storage.engine are imported where a value needs them:
+# they pull in the phone metadata, SQLAlchemy and Alembic, which `autoloyal --help` and a
+# config without those keys never need.
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
@@ -47,6 +48,8 @@ class DatabaseSettings(Section):
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
+        from storage.engine import DatabaseUrlError, normalize_database_url
+
         try:
             normalize_database_url(value)
         except DatabaseUrlError as exc:
@@ -91,6 +94,8 @@ class CompanySettings(Section):
     @field_validator("country")
     @classmethod
     def _known_region(cls, value: str) -> str:
+        import phonenumbers
+
         if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown country code {value!r}: use a two-letter code like RU")
         return value.upper()
@@ -245,6 +250,8 @@ class SurveySettings(Section):
     @field_validator("channels")
     @classmethod
     def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.outbox import PlanError, parse_plan
+
         try:
             return parse_plan(value)
         except PlanError as exc:
@@ -549,6 +556,8 @@ def _find_config(path: Path | None) -> Path | None:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    from storage.engine import normalize_database_url
+
     outbox = settings.outbox.model_copy(update={"dir": base / settings.outbox.dir})
     templates = settings.templates
     if templates.dir is not None:

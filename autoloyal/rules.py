@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from autoloyal.config import Settings
-from autoloyal.messaging import company_info
 from crm.bonuses import BonusRules
 from crm.cards import Tier, TierLadder
 from crm.maintenance import MaintenancePolicy
 from crm.segments import AnalysisDefaults, LifecycleRules, SegmentContext
-from crm.surveys import SurveyInvites
-from crm.templates import TemplateLibrary
+
+if TYPE_CHECKING:
+    # Only survey invitations need these, and they pull in the channels and Jinja2: a
+    # command that counts a segment should not pay for them (tests/test_cli_startup.py).
+    from crm.surveys import SurveyInvites
+    from crm.templates import TemplateLibrary
 
 
 def maintenance_policy(settings: Settings) -> MaintenancePolicy:
@@ -67,6 +71,9 @@ def bonus_rules(settings: Settings) -> BonusRules:
 
 def survey_invites(settings: Settings, library: TemplateLibrary) -> SurveyInvites | None:
     """How survey invitations go out; None when `[surveys] invite` is off."""
+    from autoloyal.messaging import company_info
+    from crm.surveys import SurveyInvites
+
     section = settings.surveys
     if not section.invite:
         return None

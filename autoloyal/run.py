@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from typing import cast
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from autoloyal.app import App, masked_url, open_app
 from autoloyal.config import Settings
-from autoloyal.http import make_http_app
+from autoloyal.http import AccessLog, make_http_app
 from autoloyal.messaging import (
     build_channels,
     describe_channels,
@@ -34,6 +35,11 @@ ROLES = ("api", "dispatcher")
 
 class UnknownRole(ValueError):
     pass
+
+
+class CannotListen(Exception):
+    """The API cannot open its port (taken, not allowed, no such address): one line naming
+    the address and the config keys that choose it, instead of asyncio's traceback."""
 
 
 def parse_roles(text: str | None) -> tuple[str, ...]:
@@ -69,10 +75,19 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
 
 
 async def _start_api(app: App) -> web.AppRunner:
-    runner = web.AppRunner(make_http_app(app), access_log=None)
+    # No access log; should one be turned on, AccessLog keeps links' tokens out of it.
+    runner = web.AppRunner(make_http_app(app), access_log=None, access_log_class=AccessLog)
     await runner.setup()
-    site = web.TCPSite(runner, app.settings.http.host, app.settings.http.port)
-    await site.start()
+    host, port = app.settings.http.host, app.settings.http.port
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        address = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+        raise CannotListen(
+            f"cannot listen on {address}: {_reason(exc)} ([http] host and port)"
+        ) from None
     addresses = ", ".join(f"http://{host}:{port}" for host, port, *_ in runner.addresses)
     settings = app.settings
     api = "on" if settings.http.api_token else "off (no [http] api_token)"
@@ -85,6 +100,15 @@ async def _start_api(app: App) -> web.AppRunner:
         sms,
     )
     return runner
+
+
+def _reason(exc: OSError) -> str:
+    """Why a socket failed, in a few words: asyncio's bind error repeats the address
+    ("error while attempting to bind on address (...): address already in use"), and a
+    host name that does not resolve has a negative errno of its own."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or str(exc)).lower()
 
 
 def _start_dispatcher(app: App, stop: asyncio.Event) -> asyncio.Task[None]:

@@ -40,6 +40,30 @@ def test_templates_are_listed_checked_and_previewed(tmp_path: Path) -> None:
     assert name in preview.stdout
 
 
+def test_preview_names_the_client_as_every_command_does(tmp_path: Path) -> None:
+    assert autoloyal(tmp_path, "demo", "--clients", "5").returncode == 0
+    [(external_id, phone, *names)] = query(
+        tmp_path / "autoloyal.db",
+        "SELECT external_id, phone, last_name, first_name, middle_name FROM client WHERE id = 3",
+    )
+    spoken = f"8 ({phone[2:5]}) {phone[5:8]}-{phone[8:10]}-{phone[10:]}"  # +7 903 ... as said
+    header = f"birthday (built-in) for {' '.join(filter(None, names))} ({external_id})"
+
+    shown = {
+        form: autoloyal(tmp_path, "template", "preview", "birthday", "--client", form)
+        for form in (external_id, phone, spoken, "#3", "3")
+    }
+    unknown = autoloyal(tmp_path, "template", "preview", "birthday", "--client", "nobody")
+
+    assert {form: result.stdout.splitlines()[:1] for form, result in shown.items()} == {
+        form: [header] for form in shown
+    }
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "autoloyal: no client with external id, phone, card or id 'nobody'\n",
+    )
+
+
 def test_a_broken_staff_template_is_refused_with_its_line_and_a_good_one_is_saved(
     tmp_path: Path,
 ) -> None:

@@ -1,6 +1,6 @@
 """`autoloyal bonus ...` and `autoloyal card ...`: the bonus program from the shell.
 
-A client is named by external id, phone (any notation) or card number.
+A client is named by external id, phone (any notation), card number or `#id` (cli/clients.py).
 """
 
 from __future__ import annotations
@@ -9,40 +9,39 @@ import enum
 import getpass
 import json
 import re
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from autoloyal.app import App, open_app
-from autoloyal.console import guarded, out, run_async, settings_of
-from autoloyal.rules import bonus_rules
-from crm import cards, intake
-from crm.bonuses import Account, Movement, account, adjust, history
-from crm.bonuses.birthdays import grant_birthday_bonuses
-from crm.bonuses.expiry import expire_due
-from crm.clock import Moment
-from crm.errors import DomainError
-from crm.importing.report import sum_text, thousands
-from storage import make_session_factory, read_only
-from storage.models import Client
+from autoloyal.cli.clients import ClientArg, find_client
+from autoloyal.cli.console import guarded, out, run_async, settings_of
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from autoloyal.app import App
+    from crm import cards
+    from crm.bonuses import Account, Movement
+    from crm.clock import Moment
+
+    Work = Callable[[App, AsyncSession, Moment], Awaitable[T]]
 
 bonus_app = typer.Typer(
     help="Bonus accounts: balance, history, adjustments, expiry, birthday bonuses.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 card_app = typer.Typer(
-    help="Discount cards: show, produce, issue, lose, withdraw, replace.", no_args_is_help=True
+    help="Discount cards: show, produce, issue, lose, withdraw, replace.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
-T = TypeVar("T")
 
-ClientArg = Annotated[
-    str, typer.Argument(help="The client: external id, phone or card number.", show_default=False)
-]
 By = Annotated[
     str, typer.Option("--by", help="Who makes the change (kept with it). Default: your login.")
 ]
@@ -54,12 +53,13 @@ class Format(enum.StrEnum):
     json = "json"
 
 
-Work = Callable[[App, AsyncSession, Moment], Awaitable[T]]
-
-
 def _run(ctx: typer.Context, work: Work[T], *, reading: bool = False) -> T:
     """Open the app and run `work` in one transaction, rolled back on any error;
     `reading`: a read-only one, which never waits behind a writer."""
+    from autoloyal.app import open_app
+    from crm.clock import Moment
+    from storage import make_session_factory, read_only
+
     settings = settings_of(ctx)
 
     async def go() -> T:
@@ -80,10 +80,7 @@ def _who(by: str) -> str:
 
 
 async def _client(app: App, session: AsyncSession, text: str) -> tuple[int, str]:
-    client_id = await intake.find_client_by_any(session, text, region=app.settings.company.country)
-    client = await session.get_one(Client, client_id)
-    name = client.full_name or client.phone or client.email or f"#{client.id}"
-    return client_id, f"{name} ({client.external_id or '#' + str(client.id)})"
+    return await find_client(session, text, region=app.settings.company.country)
 
 
 # ------------------------------------------------------------------------------ bonus
@@ -96,6 +93,9 @@ def bonus_balance(
     output: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """The client's balance, tier, card and bonuses about to expire."""
+    from autoloyal.rules import bonus_rules
+    from crm.bonuses import account
+    from crm.importing.report import sum_text
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> tuple[str, Account]:
         client_id, who = await _client(app, session, client)
@@ -108,7 +108,7 @@ def bonus_balance(
         return
     standing = found.standing
     tier = standing.tier
-    out.print(f"{escape(who)}: balance {sum_text(found.balance)}", highlight=False)
+    out.print(f"{who}: balance {sum_text(found.balance)}")
     line = f"tier {tier.name} ({tier.accrual_percent.normalize():f} % back"
     line += f", discount {tier.discount_percent.normalize():f} %)"
     line += f", spend over the year {sum_text(standing.spend)}"
@@ -116,11 +116,11 @@ def bonus_balance(
         line += f"; {sum_text(standing.to_next)} more to {standing.next.name}"
     if standing.pinned is not None:
         line += f"; the card gives at least {standing.pinned.name}"
-    out.print(escape(line), highlight=False)
+    out.print(line)
     card = found.card
-    out.print(f"card {card.number} ({card.state})" if card else "no card", highlight=False)
+    out.print(f"card {card.number} ({card.state})" if card else "no card")
     for lot in found.expiring:
-        out.print(f"expires {lot.expires_on:%d.%m.%Y}: {sum_text(lot.amount)}", highlight=False)
+        out.print(f"expires {lot.expires_on:%d.%m.%Y}: {sum_text(lot.amount)}")
 
 
 def _account_json(found: Account) -> dict[str, Any]:
@@ -147,6 +147,10 @@ def bonus_history(
     output: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """The client's movements, newest first: accruals, redemptions, expiries, adjustments."""
+    from rich.table import Table
+
+    from crm.bonuses import history
+    from crm.importing.report import sum_text
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> tuple[str, list[Movement]]:
         client_id, who = await _client(app, session, client)
@@ -188,9 +192,9 @@ def bonus_history(
             m.kind,
             f"{'+' if m.amount > 0 else ''}{sum_text(m.amount)}",
             "" if m.expires_on is None else f"{m.expires_on:%d.%m.%Y}",
-            escape(what),
+            what,
         )
-    out.print(escape(who), highlight=False)
+    out.print(who)
     out.print(table if movements else "no movements yet")
 
 
@@ -207,6 +211,10 @@ def bonus_adjust(
     ] = None,
 ) -> None:
     """Add or take bonuses by hand, with the reason; the balance never goes below zero."""
+    from autoloyal.rules import bonus_rules
+    from crm.bonuses import account, adjust
+    from crm.importing.report import sum_text
+
     given = add if take is None else take
     if given is None or (add is not None and take is not None):
         raise typer.BadParameter("give exactly one of --add and --take")
@@ -226,12 +234,17 @@ def bonus_adjust(
         return who, f"{done}; balance {sum_text(left.balance)}"
 
     who, summary = _run(ctx, work)
-    out.print(f"{escape(who)}: {summary}", highlight=False)
+    out.print(f"{who}: {summary}")
 
 
 @bonus_app.command("expire")
 def bonus_expire(ctx: typer.Context) -> None:
     """Write off bonuses whose validity ended (run daily; running twice writes nothing twice)."""
+    from autoloyal.app import open_app
+    from crm.bonuses.expiry import expire_due
+    from crm.clock import Moment
+    from crm.importing.report import sum_text, thousands
+
     settings = settings_of(ctx)
 
     async def go() -> tuple[int, Decimal]:
@@ -240,20 +253,21 @@ def bonus_expire(ctx: typer.Context) -> None:
             return report.clients, report.amount
 
     clients, amount = run_async(go())
-    out.print(
-        f"expired {sum_text(amount)} bonuses of {thousands(clients)} clients", highlight=False
-    )
+    out.print(f"expired {sum_text(amount)} bonuses of {thousands(clients)} clients")
 
 
 @bonus_app.command("birthday")
 def bonus_birthday(ctx: typer.Context) -> None:
     """Give today's birthdays their birthday bonus (once a year each; safe to run again)."""
+    from autoloyal.rules import bonus_rules
+    from crm.bonuses.birthdays import grant_birthday_bonuses
+    from crm.importing.report import thousands
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> int:
         return len(await grant_birthday_bonuses(session, bonus_rules(app.settings), moment))
 
     granted = _run(ctx, work)
-    out.print(f"birthday bonus given to {thousands(granted)} clients", highlight=False)
+    out.print(f"birthday bonus given to {thousands(granted)} clients")
 
 
 # ------------------------------------------------------------------------------- card
@@ -264,6 +278,8 @@ def card_show(
     ctx: typer.Context, number: Annotated[str, typer.Argument(help="Card number.")]
 ) -> None:
     """A card's state, holder and whole history."""
+    from crm import cards
+    from storage.models import Client
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> tuple[cards.CardInfo, str]:
         card = await cards.find_card(session, number)
@@ -275,17 +291,17 @@ def card_show(
 
     card, holder = _read(ctx, work)
     zone = settings_of(ctx).company.tz
-    out.print(f"card {card.number}: {card.state}, holder {escape(holder)}", highlight=False)
+    out.print(f"card {card.number}: {card.state}, holder {holder}")
     if card.tier:
-        out.print(f"pinned tier: {escape(card.tier)}", highlight=False)
+        out.print(f"pinned tier: {card.tier}")
     if card.replaced_by:
-        out.print(f"replaced by {card.replaced_by}", highlight=False)
+        out.print(f"replaced by {card.replaced_by}")
     for event in card.events:
         line = f"  {event.happened_at.astimezone(zone):%d.%m.%Y %H:%M} {event.state}"
         line += "".join(
             f"; {part}" for part in (event.reason, event.actor and f"by {event.actor}") if part
         )
-        out.print(escape(line), highlight=False)
+        out.print(line)
 
 
 @card_app.command("produce")
@@ -297,13 +313,16 @@ def card_produce(
     by: By = "",
 ) -> None:
     """Register printed cards, ready to issue; numbers already known are left alone."""
+    from crm import cards
+    from crm.importing.report import thousands
+
     wanted = guarded(lambda: _expand(numbers))
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> int:
         return await cards.produce(session, wanted, actor=_who(by), now=moment.now)
 
     created = _run(ctx, work)
-    out.print(f"{thousands(created)} new cards of {thousands(len(wanted))}", highlight=False)
+    out.print(f"{thousands(created)} new cards of {thousands(len(wanted))}")
 
 
 _RANGE = re.compile(r"(\d+)-(\d+)")
@@ -311,6 +330,8 @@ MAX_RANGE = 100_000
 
 
 def _expand(items: list[str]) -> list[str]:
+    from crm.errors import DomainError
+
     numbers: list[str] = []
     for item in items:
         match = _RANGE.fullmatch(item.strip())
@@ -335,6 +356,8 @@ def card_issue(
     by: By = "",
 ) -> None:
     """Hand a card to a client (a lost card found again goes back to its holder)."""
+    from autoloyal.rules import bonus_rules
+    from crm import cards
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> str:
         client_id, who = await _client(app, session, client)
@@ -344,17 +367,19 @@ def card_issue(
         )
         return f"card {card.number} issued to {who}"
 
-    out.print(escape(_run(ctx, work)), highlight=False)
+    out.print(_run(ctx, work))
 
 
 def _change(ctx: typer.Context, number: str, state: str, reason: str, by: str) -> None:
+    from crm import cards
+
     async def work(app: App, session: AsyncSession, moment: Moment) -> cards.CardInfo:
         return await cards.change_state(
             session, number, state, reason=reason, actor=_who(by), now=moment.now
         )
 
     card = _run(ctx, work)
-    out.print(f"card {card.number}: {card.state}", highlight=False)
+    out.print(f"card {card.number}: {card.state}")
 
 
 @card_app.command("lose")
@@ -362,6 +387,8 @@ def card_lose(
     ctx: typer.Context, number: Annotated[str, typer.Argument()], reason: Reason = "", by: By = ""
 ) -> None:
     """Mark a card lost: it stays its holder's until replaced or found again."""
+    from crm import cards
+
     _change(ctx, number, cards.LOST, reason, by)
 
 
@@ -370,6 +397,8 @@ def card_withdraw(
     ctx: typer.Context, number: Annotated[str, typer.Argument()], reason: Reason = "", by: By = ""
 ) -> None:
     """Take a card out of use for good."""
+    from crm import cards
+
     _change(ctx, number, cards.WITHDRAWN, reason, by)
 
 
@@ -382,6 +411,7 @@ def card_replace(
     by: By = "",
 ) -> None:
     """Put a new card in the place of an issued or lost one (same holder, same pinned tier)."""
+    from crm import cards
 
     async def work(app: App, session: AsyncSession, moment: Moment) -> cards.CardInfo:
         return await cards.replace(
@@ -389,4 +419,4 @@ def card_replace(
         )
 
     card = _run(ctx, work)
-    out.print(f"card {card.number} issued in place of {cards.card_number(number)}", highlight=False)
+    out.print(f"card {card.number} issued in place of {cards.card_number(number)}")

@@ -6,23 +6,25 @@ for one message, every attempt and every receipt behind its state.
 
 from __future__ import annotations
 
-import csv
 import enum
 import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from autoloyal.app import open_app
-from autoloyal.console import err, out, run_async, settings_of
-from crm import intake
-from crm.mailing import MessageDetail, MessageFilter, MessageLine, list_messages, message_detail
+from autoloyal.cli.clients import CLIENT_HELP, find_client
+from autoloyal.cli.console import err, out, run_async, settings_of
+from autoloyal.cli.spreadsheet import CsvWriter
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from crm.mailing import MessageDetail, MessageLine
 
 
 class Format(enum.StrEnum):
@@ -33,10 +35,7 @@ class Format(enum.StrEnum):
 
 def messages_command(
     ctx: typer.Context,
-    client: Annotated[
-        str | None,
-        typer.Option(help="A client's external id, phone, card number or #id."),
-    ] = None,
+    client: Annotated[str | None, typer.Option(help=CLIENT_HELP)] = None,
     campaign: Annotated[int | None, typer.Option(help="A campaign's id.")] = None,
     state: Annotated[
         str | None,
@@ -48,15 +47,18 @@ def messages_command(
     output: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Messages, newest first: to whom, through which channel and account, when, what happened."""
+    from rich.table import Table
+
+    from autoloyal.app import open_app
+    from crm.mailing import MessageFilter, list_messages
+
     settings = settings_of(ctx)
 
     async def listing() -> list[MessageLine]:
         async with open_app(settings) as app, app.sessions() as session:
             client_id = None
             if client is not None:
-                client_id = await intake.find_client_by_any(
-                    session, client, region=settings.company.country
-                )
+                client_id, _ = await find_client(session, client, region=settings.company.country)
             where = MessageFilter(
                 client_id=client_id,
                 campaign_id=campaign,
@@ -74,11 +76,11 @@ def messages_command(
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
     if output is Format.csv:
-        writer = csv.writer(sys.stdout)
+        writer = CsvWriter(sys.stdout)
         writer.writerow(_CSV_COLUMNS)
         for line in lines:
-            row = _plain(asdict(line))
-            writer.writerow(["" if row[name] is None else row[name] for name in _CSV_COLUMNS])
+            row = asdict(line)
+            writer.writerow([row[name] for name in _CSV_COLUMNS])
         return
     if not lines:
         err.print("no messages match")
@@ -114,6 +116,11 @@ def message_command(
     output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
 ) -> None:
     """One message: its text per channel, every attempt, every delivery receipt."""
+    from rich.table import Table
+
+    from autoloyal.app import open_app
+    from crm.mailing import message_detail
+
     settings = settings_of(ctx)
 
     async def show() -> MessageDetail | None:
@@ -131,17 +138,15 @@ def message_command(
     line = detail.line
     out.print(
         f"message {line.id}: {line.state}; {line.kind} «{line.template}» to {line.client} "
-        f"(#{line.client_id})" + (f", campaign {line.campaign_id}" if line.campaign_id else ""),
-        highlight=False,
+        f"(#{line.client_id})" + (f", campaign {line.campaign_id}" if line.campaign_id else "")
     )
     out.print(
         f"plan {line.plan.replace(',', ' -> ')}; queued {_when(line.created_at, tz)}; "
         f"sent {_when(line.sent_at, tz)}; delivered {_when(line.delivered_at, tz)}"
-        + ("" if line.cost is None else f"; cost {line.cost:g}"),
-        highlight=False,
+        + ("" if line.cost is None else f"; cost {line.cost:g}")
     )
     if line.reason:
-        out.print(f"reason: {line.reason}", highlight=False, markup=False)
+        out.print(f"reason: {line.reason}")
     attempts = Table("started", "channel", "account", "address", "outcome", "provider id",
                      "cost", "error", box=None, title="attempts", title_justify="left")  # fmt: skip
     for a in detail.attempts:
@@ -169,10 +174,9 @@ def message_command(
             )
         out.print(receipts)
     for channel, parts in detail.content.items():
-        out.print(f"[bold]{channel}[/bold]")
+        out.print(Text(channel, style="bold"))
         text = parts.get("subject", "")
-        out.print((text + "\n" if text else "") + parts.get("text", ""), highlight=False,
-                  markup=False)  # fmt: skip
+        out.print((text + "\n" if text else "") + parts.get("text", ""))
 
 
 _CSV_COLUMNS = (

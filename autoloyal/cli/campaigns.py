@@ -1,48 +1,31 @@
-"""`autoloyal template ...` and `autoloyal campaign ...`: the messaging core from the shell."""
+"""`autoloyal campaign ...`: a message for every client of a segment, and what became of it."""
 
 from __future__ import annotations
 
 import enum
 import json
 import sys
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
-from autoloyal.app import App, open_app
-from autoloyal.config import Settings
-from autoloyal.console import err, out, parse_params, run_async, settings_of
-from autoloyal.messaging import company_info, link_signer, opt_out, template_library
-from autoloyal.rules import segment_context
-from crm.campaigns import (
-    CampaignError,
-    CampaignReport,
-    campaign_report,
-    cancel_campaign,
-    count_recipients,
-    create_campaign,
-    list_campaigns,
-    prepare_campaign,
-)
-from crm.clock import local_today
-from crm.context import OCCASION_SECTIONS, message_context, sample_context
-from crm.importing.report import sum_text
-from crm.preferences import LinkSigner
-from crm.recipients import client_facts
-from crm.templates import TemplateInfo, read_source
+from autoloyal.cli.console import err, out, parse_params, run_async, settings_of, today_of
 from gateway.consent import ADVERTISING, SERVICE
-from gateway.render import MessageTemplate, Rendered, TemplateProblem, check_template
-from gateway.sms_length import sms_length
 
-template_app = typer.Typer(
-    help="Message templates: list, check, preview, save.", no_args_is_help=True
+if TYPE_CHECKING:
+    from datetime import date
+    from decimal import Decimal
+
+    from autoloyal.config import Settings
+    from crm.campaigns import CampaignReport
+    from crm.preferences import LinkSigner
+    from gateway.render import MessageTemplate
+
+campaign_app = typer.Typer(
+    help="Campaigns: create, list, show, cancel.", no_args_is_help=True, rich_markup_mode=None
 )
-campaign_app = typer.Typer(help="Campaigns: create, list, show, cancel.", no_args_is_help=True)
 
 
 class Format(enum.StrEnum):
@@ -53,128 +36,6 @@ class Format(enum.StrEnum):
 class Kind(enum.StrEnum):
     advertising = ADVERTISING
     service = SERVICE
-
-
-@template_app.command("list")
-def template_list(ctx: typer.Context) -> None:
-    """Every template in force: where it comes from and the channels it offers."""
-    settings = settings_of(ctx)
-
-    async def catalogue() -> list[TemplateInfo]:
-        async with open_app(settings) as app, app.sessions() as session:
-            return await template_library(settings).catalogue(session)
-
-    table = Table("name", "from", "channels", "needs", box=None, pad_edge=False)
-    for info in run_async(catalogue()):
-        channels = ", ".join(info.channels) if info.problem is None else f"BROKEN: {info.problem}"
-        table.add_row(info.name, info.origin, channels, ", ".join(sorted(info.needs)) or "-")
-    out.print(table)
-
-
-@template_app.command("check")
-def template_check(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Template name, e.g. birthday.")],
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            dir_okay=False, exists=True, help="Check this file instead of the one in force."
-        ),
-    ] = None,
-) -> None:
-    """Render every channel of a template against a sample client; report SMS length."""
-    settings = settings_of(ctx)
-
-    async def check() -> tuple[MessageTemplate, Rendered]:
-        async with open_app(settings) as app, app.sessions() as session:
-            if file is not None:
-                template = MessageTemplate(name, read_source(name, file), str(file))
-            else:
-                template = await template_library(settings).get(session, name)
-            context = sample_context(company_info(settings), _today(app))
-            return template, check_template(template, context)
-
-    template, rendered = run_async(check())
-    out.print(f"{template.name} ({template.origin}): OK", highlight=False)
-    _print_rendered(rendered, full=False)
-
-
-@template_app.command("preview")
-def template_preview(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Template name.")],
-    client: Annotated[int, typer.Option("--client", help="Client id to personalise for.")],
-) -> None:
-    """Show a template rendered for one real client, every channel it offers."""
-    settings = settings_of(ctx)
-
-    async def preview() -> tuple[MessageTemplate, Rendered, list[str]]:
-        async with open_app(settings) as app, app.sessions() as session:
-            template = await template_library(settings).get(session, name)
-            found = await client_facts(session, client)
-            if found is None:
-                raise CampaignError(f"--client: no client with id {client}")
-            company, today = company_info(settings), _today(app)
-            sample = sample_context(company, today)
-            context = message_context(company, found[0], found[1], today)
-            borrowed = sorted((template.needs & OCCASION_SECTIONS) - context.keys())
-            context.update({section: sample[section] for section in borrowed})
-            try:
-                return template, template.render(context, template.channels), borrowed
-            except TemplateProblem:
-                if context["car"] is not None or "car" not in template.names:
-                    raise
-            # The occasion (e.g. a maintenance reminder) always has a car; this client has none.
-            context["car"] = sample["car"]
-            return template, template.render(context, template.channels), [*borrowed, "car"]
-
-    template, rendered, borrowed = run_async(preview())
-    out.print(f"{template.name} ({template.origin}) for client {client}", highlight=False)
-    if borrowed:
-        err.print(f"sample values for: {', '.join(borrowed)} (the occasion provides them)")
-    _print_rendered(rendered, full=True)
-
-
-@template_app.command("save")
-def template_save(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Name to save under; overrides a file template.")],
-    file: Annotated[Path, typer.Argument(dir_okay=False, exists=True, readable=True)],
-) -> None:
-    """Check a template file and store it in the database (staff templates win over files)."""
-    settings = settings_of(ctx)
-
-    async def save() -> Rendered:
-        async with open_app(settings) as app, app.sessions() as session, session.begin():
-            return await template_library(settings).save(
-                session,
-                name,
-                read_source(name, file),
-                company=company_info(settings),
-                today=_today(app),
-                now=app.clock(),
-                by="cli",
-            )
-
-    rendered = run_async(save())
-    out.print(f"template {name} saved: {', '.join(rendered.content)}", highlight=False)
-
-
-@template_app.command("delete")
-def template_delete(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="A template saved by staff.")]
-) -> None:
-    """Remove a staff template; a file template of the same name is in force again."""
-    settings = settings_of(ctx)
-
-    async def delete() -> bool:
-        async with open_app(settings) as app, app.sessions() as session, session.begin():
-            return await template_library(settings).delete(session, name)
-
-    if not run_async(delete()):
-        err.print(f"autoloyal: no template {name!r} saved in the database")
-        raise typer.Exit(2)
-    out.print(f"template {name} deleted")
 
 
 @campaign_app.command("create")
@@ -201,6 +62,16 @@ def campaign_create(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Create without asking.")] = False,
 ) -> None:
     """Queue a message for every client of a segment; asks first, showing reach and a sample."""
+    from autoloyal.app import open_app
+    from autoloyal.messaging import company_info, link_signer, opt_out, template_library
+    from autoloyal.rules import segment_context
+    from crm.campaigns import (
+        campaign_report,
+        count_recipients,
+        create_campaign,
+        prepare_campaign,
+    )
+
     settings = settings_of(ctx)
     segment_params = parse_params(params or [])
 
@@ -217,12 +88,12 @@ def campaign_create(
                 channels=channels,
                 kind=kind.value,
                 starts_at=starts_at,
-                context=segment_context(settings, _today(app)),
+                context=segment_context(settings, today_of(app)),
                 email_account=email_account,
             )
             reach = await count_recipients(session, plan)
             links = await link_signer(session, settings, app.clock())
-            sample = _sample_sms(plan.template, kind.value, settings, _today(app), links)
+            sample = _sample_sms(plan.template, kind.value, settings, today_of(app), links)
             _print_estimate(
                 plan.template.name, plan.plan, kind.value, starts_at, reach, settings, sample
             )
@@ -233,7 +104,7 @@ def campaign_create(
                 plan,
                 company_info(settings),
                 now=app.clock(),
-                today=_today(app),
+                today=today_of(app),
                 name=name,
                 created_by="cli",
                 batch_size=settings.outbox.batch_size,
@@ -244,8 +115,7 @@ def campaign_create(
             report = await campaign_report(session, campaign.id, app.clock())
         out.print(
             f"campaign {campaign.id} created: {result.queued} message(s) queued"
-            + (f", {result.duplicates} already queued" if result.duplicates else ""),
-            highlight=False,
+            + (f", {result.duplicates} already queued" if result.duplicates else "")
         )
         return report
 
@@ -257,6 +127,11 @@ def campaign_create(
 @campaign_app.command("list")
 def campaign_list(ctx: typer.Context) -> None:
     """Every campaign, newest first, with its status and counts."""
+    from rich.table import Table
+
+    from autoloyal.app import open_app
+    from crm.campaigns import list_campaigns
+
     settings = settings_of(ctx)
 
     async def listing() -> list[CampaignReport]:
@@ -290,6 +165,10 @@ def campaign_show(
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Counts per state and per channel, and why messages were skipped or failed."""
+    from autoloyal.app import open_app
+    from crm.campaigns import campaign_report
+    from crm.importing.report import sum_text
+
     settings = settings_of(ctx)
 
     async def show() -> CampaignReport:
@@ -307,26 +186,25 @@ def campaign_show(
     out.print(
         f"campaign {c.id} «{c.name}»: {report.status}; template {c.template}, "
         f"segment {c.segment}, channels {c.plan}, {c.kind}, starts {starts}"
-        + (f", e-mail from {c.email_account}" if c.email_account else ""),
-        highlight=False,
+        + (f", e-mail from {c.email_account}" if c.email_account else "")
     )
-    out.print(f"{report.total} message(s): " + _counts(report.by_state), highlight=False)
+    out.print(f"{report.total} message(s): " + _counts(report.by_state))
     for channel, states in report.by_channel.items():
         label = channel if channel != "-" else "no channel"
-        out.print(f"  {label}: {_counts(states)}", highlight=False)
+        out.print(f"  {label}: {_counts(states)}")
     if report.by_sender:
         out.print("through:")
         for sender, states in report.by_sender.items():
-            out.print(f"  {sender}: {_counts(states)}", highlight=False)
+            out.print(f"  {sender}: {_counts(states)}")
     if report.cost is not None:
-        out.print(f"cost reported by the providers: {sum_text(report.cost)}", highlight=False)
+        out.print(f"cost reported by the providers: {sum_text(report.cost)}")
     if report.opt_outs:
-        out.print(f"unsubscribed through this campaign: {report.opt_outs}", highlight=False)
+        out.print(f"unsubscribed through this campaign: {report.opt_outs}")
     if report.reasons:
         out.print("reasons:")
         for reason, count in report.reasons:
-            out.print(f"  {count} × {reason}", highlight=False, markup=False)
-    out.print(f"every message: autoloyal messages --campaign {c.id}", highlight=False)
+            out.print(f"  {count} × {reason}")
+    out.print(f"every message: autoloyal messages --campaign {c.id}")
 
 
 @campaign_app.command("cancel")
@@ -334,6 +212,9 @@ def campaign_cancel(
     ctx: typer.Context, campaign_id: Annotated[int, typer.Argument(metavar="ID")]
 ) -> None:
     """Cancel the messages not yet sent; those already sent stay on record."""
+    from autoloyal.app import open_app
+    from crm.campaigns import cancel_campaign
+
     settings = settings_of(ctx)
 
     async def cancel() -> int:
@@ -342,24 +223,6 @@ def campaign_cancel(
 
     cancelled = run_async(cancel())
     out.print(f"campaign {campaign_id} cancelled: {cancelled} message(s) will not be sent")
-
-
-def _today(app: App) -> date:
-    return local_today(app.clock, app.settings.company.tz)
-
-
-def _print_rendered(rendered: Rendered, *, full: bool) -> None:
-    for channel, parts in rendered.content.items():
-        if channel == "sms":
-            out.print(f"[bold]sms[/bold]: {sms_length(parts['text'])}")
-        elif channel == "telegram":
-            out.print(f"[bold]telegram[/bold]: {len(parts['text'])} characters (HTML)")
-        else:
-            html = f", HTML part {len(parts['html'])} characters" if "html" in parts else ""
-            out.print(f"[bold]email[/bold]: subject «{parts['subject']}»{html}", highlight=False)
-        if full:
-            out.print(parts["text"], highlight=False, markup=False)
-            out.print()
 
 
 def _print_estimate(
@@ -374,29 +237,25 @@ def _print_estimate(
     starts = starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
     err.print(
         f"{template} to {reach['clients']} client(s) through {' -> '.join(plan)} ({kind}), "
-        f"starting {starts}",
-        highlight=False,
+        f"starting {starts}"
     )
-    err.print(
-        "  with an address: " + ", ".join(f"{channel} {reach[channel]}" for channel in plan),
-        highlight=False,
-    )
+    err.print("  with an address: " + ", ".join(f"{channel} {reach[channel]}" for channel in plan))
     err.print(
         "  by the first channel they have: "
-        + ", ".join(f"{channel} {reach.get(f'first:{channel}', 0)}" for channel in plan),
-        highlight=False,
+        + ", ".join(f"{channel} {reach.get(f'first:{channel}', 0)}" for channel in plan)
     )
     sms = reach.get("first:sms", 0)
     if sms and sample_sms is not None:
-        err.print(
-            "  " + sms_estimate(sms, sample_sms, settings.sms.price_per_segment), highlight=False
-        )
+        err.print("  " + sms_estimate(sms, sample_sms, settings.sms.price_per_segment))
     if kind == ADVERTISING:
         err.print("  advertising goes only to clients who agreed to it, outside quiet hours")
 
 
 def sms_estimate(messages: int, sample: str, price: Decimal) -> str:
     """What `messages` SMS like `sample` cost, at `price` per billed part."""
+    from crm.importing.report import sum_text
+    from gateway.sms_length import sms_length
+
     parts = sms_length(sample).segments
     if not price:
         return (
@@ -410,6 +269,9 @@ def _sample_sms(
     template: MessageTemplate, kind: str, settings: Settings, today: date, links: LinkSigner
 ) -> str | None:
     """The SMS of a typical client, with the opt-out line, as the campaign would queue it."""
+    from autoloyal.messaging import company_info, opt_out
+    from crm.context import sample_context
+
     if "sms" not in template.channels:
         return None
     context = sample_context(company_info(settings), today)
@@ -419,6 +281,8 @@ def _sample_sms(
 
 
 def _check_account(account: str | None, settings: Settings) -> None:
+    from crm.campaigns import CampaignError
+
     if account is None:
         return
     names = [configured.name for configured in settings.email.account]
@@ -437,6 +301,8 @@ def _confirm() -> bool:
 
 
 def _parse_start(text: str | None, settings: Settings, now: datetime) -> datetime:
+    from crm.campaigns import CampaignError
+
     if not text:
         return now
     try:

@@ -1,49 +1,27 @@
-"""The `autoloyal` command line."""
+"""`autoloyal db ...`, `import`, `demo` and `run`: the schema, the data coming in, the service.
+
+Like every command module, this one imports only typer at import time; each command imports
+what it needs when it runs (see autoloyal/cli/__init__.py).
+"""
 
 from __future__ import annotations
 
 import enum
-import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from autoloyal.app import masked_url, open_app
-from autoloyal.cli_bonuses import bonus_app, card_app
-from autoloyal.cli_mailing import message_command, messages_command
-from autoloyal.cli_messaging import campaign_app, template_app
-from autoloyal.cli_segments import segment_command
-from autoloyal.config import CONFIG_ENV, load_settings
-from autoloyal.console import err, guarded, out, run_async, settings_of
-from autoloyal.run import parse_roles, run
-from crm.clock import local_today, system_clock
-from crm.demo.load import export_demo, load_demo
-from crm.importing import IMPORTERS, Importer, ImportReport, run_import
-from crm.importing.bonuses import BonusImporter
-from crm.importing.report import thousands
-from storage import current_revision
-from storage.migrate import head_revision
+from autoloyal.cli.console import err, guarded, out, run_async, settings_of
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from crm.importing import Importer, ImportReport
 
 PROGRESS_THRESHOLD = 3000  # rows; smaller files finish before a bar is worth drawing
 
-app = typer.Typer(
-    name="autoloyal",
-    help="Loyalty and messaging platform for car service centres and dealerships.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(template_app, name="template")
-app.add_typer(campaign_app, name="campaign")
-app.add_typer(bonus_app, name="bonus")
-app.add_typer(card_app, name="card")
-app.command("segment")(segment_command)
-app.command("messages")(messages_command)
-app.command("message")(message_command)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
 
 
 class Kind(enum.StrEnum):
@@ -53,32 +31,12 @@ class Kind(enum.StrEnum):
     bonuses = "bonuses"
 
 
-@app.callback()
-def main_options(
-    ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            envvar=CONFIG_ENV,
-            help="Config file (default ./config.toml; without one the built-in defaults run).",
-            dir_okay=False,
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    ctx.obj = guarded(lambda: load_settings(config)[0])
-
-
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or update the schema to the latest version (safe to run again)."""
+    from autoloyal.app import masked_url, open_app
+    from storage import current_revision
+
     settings = settings_of(ctx)
 
     async def upgrade() -> str | None:
@@ -92,6 +50,10 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Show the schema revision of the database and of this version of autoloyal."""
+    from autoloyal.app import masked_url, open_app
+    from storage import current_revision
+    from storage.migrate import head_revision
+
     settings = settings_of(ctx)
 
     async def status() -> str | None:
@@ -106,8 +68,7 @@ def db_status(ctx: typer.Context) -> None:
     )
 
 
-@app.command("import")
-def import_file(
+def import_command(
     ctx: typer.Context,
     kind: Annotated[Kind, typer.Argument(help="What the file holds.")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
@@ -122,6 +83,10 @@ def import_file(
     the same file again changes nothing. Bonuses: one opening balance per client, ever; a
     row without an expiry date gets the program's usual term ([bonuses] expire_after_days).
     """
+    from autoloyal.app import open_app
+    from crm.importing import IMPORTERS, run_import
+    from crm.importing.bonuses import BonusImporter
+
     settings = settings_of(ctx)
     importer: Importer[Any] = (
         BonusImporter(valid_days=settings.bonuses.expire_after_days or None)
@@ -144,12 +109,11 @@ def import_file(
 
     report = run_async(do_import())
     for note in report.notes():
-        err.print(f"  {note}", highlight=False, markup=False)
-    out.print(report.summary(), highlight=False, markup=False)
+        err.print(f"  {note}")
+    out.print(report.summary())
 
 
-@app.command()
-def demo(
+def demo_command(
     ctx: typer.Context,
     clients: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many clients.")] = 2000,
     seed: Annotated[int, typer.Option(help="Same seed, same dealer.")] = 1,
@@ -161,6 +125,11 @@ def demo(
     ] = None,
 ) -> None:
     """Fill an empty database with a realistic synthetic dealer (Russian names, cars, visits)."""
+    from autoloyal.app import masked_url, open_app
+    from crm.clock import local_today, system_clock
+    from crm.demo.load import export_demo, load_demo
+    from crm.importing.report import thousands
+
     settings = settings_of(ctx)
 
     async def fill() -> dict[str, int]:
@@ -176,14 +145,13 @@ def demo(
         today = local_today(system_clock, settings.company.tz)
         files = guarded(lambda: export_demo(export, today, seed=seed, clients=clients))
         summary = ", ".join(f"{name}: {thousands(rows)} rows" for name, rows in files.items())
-        out.print(f"demo dealer (seed {seed}) -> {export}/ {summary}", highlight=False)
+        out.print(f"demo dealer (seed {seed}) -> {export}/ {summary}")
         return
     counts = run_async(fill())
     summary = ", ".join(f"{thousands(rows)} {table}" for table, rows in counts.items())
-    out.print(f"demo dealer (seed {seed}) -> {masked_url(settings)}: {summary}", highlight=False)
+    out.print(f"demo dealer (seed {seed}) -> {masked_url(settings)}: {summary}")
 
 
-@app.command("run")
 def run_command(
     ctx: typer.Context,
     roles: Annotated[
@@ -192,6 +160,8 @@ def run_command(
     ] = None,
 ) -> None:
     """Migrate the database, then run the service roles until stopped (Ctrl+C or SIGTERM)."""
+    from autoloyal.run import parse_roles, run
+
     settings = settings_of(ctx)
     selected = guarded(lambda: parse_roles(roles))
     run_async(run(settings, selected))
@@ -223,8 +193,10 @@ class _Bar:
 
 
 def _progress_bar(description: str) -> _Bar:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -232,11 +204,3 @@ def _progress_bar(description: str) -> _Bar:
         transient=True,
     )
     return _Bar(progress if err.is_terminal else None, description)
-
-
-def main() -> None:
-    app(prog_name="autoloyal")
-
-
-if __name__ == "__main__":
-    main()

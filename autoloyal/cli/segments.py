@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import csv
 import enum
 import json
 import sys
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from autoloyal.app import open_app
-from autoloyal.console import guarded, out, parse_params, run_async, settings_of
-from autoloyal.rules import segment_context
-from crm.clock import local_today
-from crm.importing.report import sum_text, thousands
-from crm.segments import (
-    SEGMENTS,
-    Column,
-    SavedSegmentInfo,
-    SegmentError,
-    count,
-    delete_saved,
-    fetch_rows,
-    fetch_summary,
-    list_saved,
-    resolve,
-    row_columns,
-    save_segment,
-    stream_rows,
-)
-from crm.segments.base import Param, SegmentContext, a_date
-from storage import read_only
+from autoloyal.cli.console import guarded, out, parse_params, run_async, settings_of
+from autoloyal.cli.spreadsheet import CsvWriter
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from crm.segments import Column, SavedSegmentInfo
+    from crm.segments.base import Param, SegmentContext
 
 TABLE_ROWS = 20  # rows a terminal shows unless --limit says otherwise
 
@@ -80,6 +62,15 @@ def segment_command(
     ] = False,
 ) -> None:
     """Show a segment: its size, a summary by group, and each client with the reasons."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from autoloyal.app import open_app
+    from autoloyal.rules import segment_context
+    from crm.clock import local_today
+    from crm.importing.report import thousands
+    from crm.segments import count, delete_saved, list_saved, resolve, save_segment
+    from storage import read_only
+
     settings = settings_of(ctx)
     given = parse_params(params or [])
     day = guarded(lambda: _day(as_of))
@@ -92,7 +83,7 @@ def segment_command(
                 async with app.sessions() as session, session.begin():
                     if delete:
                         await delete_saved(session, name)
-                        out.print(f"saved segment {name} deleted", highlight=False)
+                        out.print(f"saved segment {name} deleted")
                         return
                     assert save is not None
                     saved = await save_segment(
@@ -102,8 +93,7 @@ def segment_command(
                     size = await count(session, await resolve(session, save, {}, context))
                 out.print(
                     f"saved segment {saved.name} = {saved.text}: {thousands(size)} clients "
-                    f"as of {today.isoformat()}",
-                    highlight=False,
+                    f"as of {today.isoformat()}"
                 )
                 return
             # Reading only: on SQLite this never waits behind, or holds up, a writer.
@@ -125,6 +115,8 @@ async def _show(
     only_count: bool,
     limit: int | None,
 ) -> None:
+    from crm.segments import count, fetch_rows, fetch_summary, resolve, row_columns, stream_rows
+
     today = context.today
     sql = await resolve(session, name, given, context)
     total = await count(session, sql)
@@ -136,11 +128,11 @@ async def _show(
         rows = await fetch_rows(session, sql, limit=TABLE_ROWS if limit is None else limit)
         _print_table(name, given, today, total, sql.summary_columns, summary, rows, sql)
     elif output is Format.csv:
-        writer = csv.writer(sys.stdout)
+        writer = CsvWriter(sys.stdout)
         columns = row_columns(sql)
         writer.writerow([column.key for column in columns])
         async for batch in stream_rows(session, sql, limit=limit):
-            writer.writerows([_csv(row[column.key]) for column in columns] for row in batch)
+            writer.writerows([row[column.key] for column in columns] for row in batch)
     else:
         document = {
             "segment": name,
@@ -155,6 +147,9 @@ async def _show(
 
 
 def _day(text: str | None) -> date | None:
+    from crm.segments import SegmentError
+    from crm.segments.base import a_date
+
     if text is None:
         return None
     try:
@@ -169,21 +164,24 @@ def _describe(param: Param) -> str:
 
 
 def _print_catalogue(saved: list[SavedSegmentInfo]) -> None:
+    from rich.table import Table
+
+    from crm.segments import SEGMENTS
+
     table = Table("Segment", "What", "Parameters", box=None, show_edge=False)
     for spec in SEGMENTS.values():
         params = "\n".join(_describe(param) for param in spec.params) or "-"
-        table.add_row(spec.name, escape(spec.help), escape(params))
+        table.add_row(spec.name, spec.help, params)
     out.print(table)
     if saved:
         table = Table("Saved segment", "Definition", "Description", box=None, show_edge=False)
         for info in saved:
-            table.add_row(escape(info.name), escape(info.text), escape(info.description))
+            table.add_row(info.name, info.text, info.description)
         out.print()
         out.print(table)
     out.print(
         "\nExamples: autoloyal segment abc group=A; autoloyal segment lost days=180 "
-        "--format csv; autoloyal segment 'abc(group=A) and not lost'",
-        highlight=False,
+        "--format csv; autoloyal segment 'abc(group=A) and not lost'"
     )
 
 
@@ -197,11 +195,13 @@ def _print_table(
     rows: list[dict[str, Any]],
     sql: Any,
 ) -> None:
+    from rich.table import Table
+
+    from crm.importing.report import thousands
+    from crm.segments import row_columns
+
     words = " ".join(f"{key}={value}" for key, value in given.items())
-    out.print(
-        f"{name} {words}".strip() + f" as of {today.isoformat()}: {thousands(total)} clients",
-        highlight=False,
-    )
+    out.print(f"{name} {words}".strip() + f" as of {today.isoformat()}: {thousands(total)} clients")
     if summary:
         table = Table(*(column.title for column in summary_columns), box=None, show_edge=False)
         for row in summary:
@@ -215,13 +215,12 @@ def _print_table(
         out.print()
         out.print(table)
         if len(rows) < total and sql.columns:
-            out.print(
-                f"... first {len(rows)} rows; --limit N for more, --format csv for all",
-                highlight=False,
-            )
+            out.print(f"... first {len(rows)} rows; --limit N for more, --format csv for all")
 
 
 def _cell(value: Any, column: Column) -> str:
+    from crm.importing.report import sum_text, thousands
+
     if value is None:
         return "-"
     if column.kind == "money":
@@ -232,15 +231,7 @@ def _cell(value: Any, column: Column) -> str:
         return "yes" if value else "no"
     if column.kind == "int" and column.key not in ("client_id", "car_id"):
         return thousands(value)
-    return escape(str(value))  # a name or a note may hold [brackets]
-
-
-def _csv(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
+    return str(value)
 
 
 def _json(value: Any) -> Any:
