@@ -10,6 +10,7 @@ from crm.bonuses import BonusRules
 from crm.cards import Tier, TierLadder
 from crm.maintenance import MaintenancePolicy
 from crm.segments import AnalysisDefaults, LifecycleRules, SegmentContext
+from gateway.quiet import QuietHours
 
 if TYPE_CHECKING:
     # Only survey invitations need these, and they pull in the channels and Jinja2: a
@@ -29,6 +30,12 @@ def maintenance_policy(settings: Settings) -> MaintenancePolicy:
             for make, intervals in section.makes.items()
         },
     )
+
+
+def quiet_hours(settings: Settings) -> QuietHours | None:
+    """`[company] quiet_hours` as now configured; None when there are none."""
+    night = settings.company.quiet
+    return None if night is None else QuietHours(night, settings.company.timezone)
 
 
 def segment_context(settings: Settings, today: date) -> SegmentContext:

@@ -22,12 +22,14 @@ from crm.recipients import client_pages
 from crm.segments import SegmentContext, SegmentQuery, resolve
 from crm.templates import TemplateLibrary
 from gateway.channels import CONTACTS
+from gateway.consent import ADVERTISING
 from gateway.lifecycle import cancel
 from gateway.optout import OptOut
 from gateway.outbox import (
     CANCELLED,
     FAILED,
     QUEUED,
+    QUIET_HOURS,
     SENDING,
     SKIPPED,
     STATES,
@@ -38,6 +40,7 @@ from gateway.outbox import (
     enqueue,
     parse_plan,
 )
+from gateway.quiet import QuietHours
 from gateway.render import MessageTemplate
 from storage.models import Client, ConsentEvent
 from storage.outbox import Campaign, Message
@@ -63,6 +66,25 @@ class CampaignPlan:
     email_account: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """`count` queued messages wait for `why` (gateway.outbox.WAITS; None: not said), the
+    first of them due at `next_at`."""
+
+    why: str | None
+    count: int
+    next_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NightWait:
+    """`count` clients whose night (in `zone`) holds advertising at the start, until `until`."""
+
+    zone: str
+    count: int
+    until: datetime
+
+
 @dataclass(slots=True)
 class CampaignReport:
     """Where every message of a campaign stands: `by_state` adds up to all of them."""
@@ -78,6 +100,8 @@ class CampaignReport:
     """What the providers charged, where they said (None: nothing priced)."""
     opt_outs: int = 0
     """Clients who turned advertising off through this campaign's messages."""
+    waiting: list[Waiting] = field(default_factory=list)
+    """Queued messages not yet due, by what they wait for."""
 
     @property
     def total(self) -> int:
@@ -140,6 +164,30 @@ async def count_recipients(session: AsyncSession, plan: CampaignPlan) -> dict[st
         if channel is not None:
             counts[f"first:{channel}"] = count
     return counts
+
+
+async def night_waits(
+    session: AsyncSession, plan: CampaignPlan, quiet: QuietHours | None
+) -> list[NightWait]:
+    """Who of the segment will wait out quiet hours when the campaign starts, per time zone
+    (the client's own, else the company's); none for service messages or without a night."""
+    if plan.kind != ADVERTISING or quiet is None:
+        return []
+    members = plan.members.subquery()
+    rows = await session.execute(
+        select(Client.timezone, func.count())
+        .where(Client.id.in_(select(members.c[0])))
+        .group_by(Client.timezone)
+    )
+    by_zone: Counter[str] = Counter()
+    for zone, count in rows:
+        by_zone[zone or quiet.default_zone] += count
+    waits = []
+    for zone, count in sorted(by_zone.items()):
+        until = quiet.morning(plan.starts_at, zone)
+        if until is not None:
+            waits.append(NightWait(zone, count, until))
+    return waits
 
 
 async def create_campaign(
@@ -218,8 +266,11 @@ async def cancel_campaign(session: AsyncSession, campaign_id: int, now: datetime
     return await cancel(session, campaign_id, now)
 
 
-async def campaign_report(session: AsyncSession, campaign_id: int, now: datetime) -> CampaignReport:
-    """Counts per state and per channel, and the commonest reasons for skips and failures."""
+async def campaign_report(
+    session: AsyncSession, campaign_id: int, now: datetime, quiet: QuietHours | None = None
+) -> CampaignReport:
+    """Counts per state and per channel, the commonest reasons for skips and failures, and
+    what the queued messages wait for (with `quiet`, quiet hours as configured now)."""
     campaign = await _get(session, campaign_id)
     rows = await session.execute(
         select(Message.state, Message.channel, func.count())
@@ -266,6 +317,7 @@ async def campaign_report(session: AsyncSession, campaign_id: int, now: datetime
         by_sender={sender: dict(states) for sender, states in sorted(by_sender.items())},
         cost=cost,
         opt_outs=int(opt_outs or 0),
+        waiting=await _waiting(session, campaign_id, now, quiet),
     )
 
 
@@ -280,6 +332,37 @@ async def list_campaigns(session: AsyncSession, now: datetime) -> list[CampaignR
         if campaign_id is not None:
             counts[campaign_id][state] = count
     return [CampaignReport(c, _status(c, counts[c.id], now), counts[c.id], {}) for c in campaigns]
+
+
+async def _waiting(
+    session: AsyncSession, campaign_id: int, now: datetime, quiet: QuietHours | None
+) -> list[Waiting]:
+    """Queued messages not yet due, by what they wait for; with `quiet`, advertising that is
+    due but would wait for the morning if sent now counts as waiting for quiet hours too
+    (a dispatcher marks it so only when it reaches it)."""
+    queued = (Message.campaign_id == campaign_id, Message.state == QUEUED)
+    waits: dict[str | None, Waiting] = {
+        why: Waiting(why, count, next_at)
+        for why, count, next_at in await session.execute(
+            select(Message.waiting, func.count(), func.min(Message.next_attempt_at))
+            .where(*queued, Message.next_attempt_at > now)
+            .group_by(Message.waiting)
+        )
+    }
+    if quiet is not None:
+        due_by_zone = await session.execute(
+            select(Client.timezone, func.count())
+            .join(Message, Message.client_id == Client.id)
+            .where(*queued, Message.kind == ADVERTISING, Message.next_attempt_at <= now)
+            .group_by(Client.timezone)
+        )
+        for zone, count in due_by_zone:
+            if (morning := quiet.morning(now, zone)) is not None:
+                held = waits.get(QUIET_HOURS)
+                if held is not None:
+                    count, morning = held.count + count, min(held.next_at, morning)
+                waits[QUIET_HOURS] = Waiting(QUIET_HOURS, count, morning)
+    return sorted(waits.values(), key=lambda wait: wait.next_at)
 
 
 def _status(campaign: Campaign, by_state: Mapping[str, int], now: datetime) -> str:

@@ -13,7 +13,9 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.names import full_name
-from gateway.outbox import STATES
+from gateway.consent import ADVERTISING
+from gateway.outbox import QUEUED, QUIET_HOURS, STATES
+from gateway.quiet import QuietHours
 from storage.models import Client
 from storage.outbox import DeliveryReceipt, Message, MessageAttempt
 
@@ -62,6 +64,10 @@ class MessageLine:
     cost: Decimal | None
     reason: str | None
     """Why it was skipped or failed, or the last error of a message still trying."""
+    next_attempt_at: datetime | None = None
+    """When a queued message is tried next (None for a message that is not queued)."""
+    waiting: str | None = None
+    """What a queued message waits for (gateway.outbox.WAITS), when it is not due yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +100,14 @@ class MessageDetail:
     receipts: Sequence[ReceiptLine]
 
 
-async def list_messages(session: AsyncSession, where: MessageFilter) -> list[MessageLine]:
-    """Messages matching every given filter, newest first, at most `limit`."""
+async def list_messages(
+    session: AsyncSession,
+    where: MessageFilter,
+    now: datetime | None = None,
+    quiet: QuietHours | None = None,
+) -> list[MessageLine]:
+    """Messages matching every given filter, newest first, at most `limit`; with `now` and
+    `quiet`, a queued advertising message that the night would hold says so (see `_line`)."""
     query = _lines()
     conditions = {
         Message.client_id: where.client_id,
@@ -112,10 +124,15 @@ async def list_messages(session: AsyncSession, where: MessageFilter) -> list[Mes
     if where.until is not None:
         query = query.where(Message.created_at < where.until)
     rows = await session.execute(query.order_by(Message.id.desc()).limit(where.limit))
-    return [_line(row) for row in rows]
+    return [_line(row, now, quiet) for row in rows]
 
 
-async def message_detail(session: AsyncSession, message_id: int) -> MessageDetail | None:
+async def message_detail(
+    session: AsyncSession,
+    message_id: int,
+    now: datetime | None = None,
+    quiet: QuietHours | None = None,
+) -> MessageDetail | None:
     row = (await session.execute(_lines().where(Message.id == message_id))).first()
     if row is None:
         return None
@@ -131,7 +148,7 @@ async def message_detail(session: AsyncSession, message_id: int) -> MessageDetai
         .order_by(DeliveryReceipt.id)
     )
     return MessageDetail(
-        line=_line(row),
+        line=_line(row, now, quiet),
         content=dict(content or {}),
         attempts=[
             AttemptLine(
@@ -175,10 +192,19 @@ def _lines() -> Select[*tuple[Any, ...]]:
         Message.cost,
         Message.reason,
         Message.last_error,
+        Message.next_attempt_at,
+        Message.waiting,
+        Client.timezone,
     ).join(Client, Client.id == Message.client_id)
 
 
-def _line(r: Row[Any]) -> MessageLine:
+def _line(r: Row[Any], now: datetime | None, quiet: QuietHours | None) -> MessageLine:
+    next_attempt_at, waiting = (r.next_attempt_at, r.waiting) if r.state == QUEUED else (None, None)
+    if next_attempt_at is not None and now is not None and next_attempt_at <= now:
+        # Due: advertising still waits while it is night for the client (quiet hours as
+        # configured now); a dispatcher marks it so only when it reaches it.
+        morning = quiet.morning(now, r.timezone) if quiet and r.kind == ADVERTISING else None
+        next_attempt_at, waiting = (morning, QUIET_HOURS) if morning else (next_attempt_at, None)
     return MessageLine(
         id=r.id,
         created_at=r.created_at,
@@ -197,4 +223,6 @@ def _line(r: Row[Any]) -> MessageLine:
         delivered_at=r.delivered_at,
         cost=r.cost,
         reason=r.reason or r.last_error,
+        next_attempt_at=next_attempt_at,
+        waiting=waiting,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,3 +26,15 @@ def morning_after(now: datetime, zone: ZoneInfo, night: Night | None) -> datetim
         return None
     day = local.date() if clock < end else local.date() + timedelta(days=1)
     return datetime.combine(day, end, zone).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Quiet hours as configured: the night, and the zone of clients without their own."""
+
+    night: Night
+    default_zone: str
+
+    def morning(self, now: datetime, zone: str | None) -> datetime | None:
+        """When the night around `now` ends in `zone` (None: it is day there)."""
+        return morning_after(now, ZoneInfo(zone or self.default_zone), self.night)

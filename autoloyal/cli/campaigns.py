@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from autoloyal.config import Settings
-    from crm.campaigns import CampaignReport
+    from crm.campaigns import CampaignReport, NightWait
     from crm.preferences import LinkSigner
     from gateway.render import MessageTemplate
 
@@ -64,11 +64,12 @@ def campaign_create(
     """Queue a message for every client of a segment; asks first, showing reach and a sample."""
     from autoloyal.app import open_app
     from autoloyal.messaging import company_info, link_signer, opt_out, template_library
-    from autoloyal.rules import segment_context
+    from autoloyal.rules import quiet_hours, segment_context
     from crm.campaigns import (
         campaign_report,
         count_recipients,
         create_campaign,
+        night_waits,
         prepare_campaign,
     )
 
@@ -97,6 +98,7 @@ def campaign_create(
             _print_estimate(
                 plan.template.name, plan.plan, kind.value, starts_at, reach, settings, sample
             )
+            _print_night(await night_waits(session, plan, quiet_hours(settings)), settings)
             if not yes and not _confirm():
                 return None
             campaign, result = await create_campaign(
@@ -112,7 +114,7 @@ def campaign_create(
                 opt_out=opt_out(settings),
             )
             await session.flush()
-            report = await campaign_report(session, campaign.id, app.clock())
+            report = await campaign_report(session, campaign.id, app.clock(), quiet_hours(settings))
         out.print(
             f"campaign {campaign.id} created: {result.queued} message(s) queued"
             + (f", {result.duplicates} already queued" if result.duplicates else "")
@@ -166,6 +168,8 @@ def campaign_show(
 ) -> None:
     """Counts per state and per channel, and why messages were skipped or failed."""
     from autoloyal.app import open_app
+    from autoloyal.cli.mailing import waiting_for
+    from autoloyal.rules import quiet_hours
     from crm.campaigns import campaign_report
     from crm.importing.report import sum_text
 
@@ -173,7 +177,7 @@ def campaign_show(
 
     async def show() -> CampaignReport:
         async with open_app(settings) as app, app.sessions() as session:
-            return await campaign_report(session, campaign_id, app.clock())
+            return await campaign_report(session, campaign_id, app.clock(), quiet_hours(settings))
 
     report = run_async(show())
     if format is Format.json:
@@ -182,7 +186,8 @@ def campaign_show(
         )
         return
     c = report.campaign
-    starts = c.starts_at.astimezone(settings.company.tz).strftime("%Y-%m-%d %H:%M")
+    tz = settings.company.tz
+    starts = c.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
     out.print(
         f"campaign {c.id} «{c.name}»: {report.status}; template {c.template}, "
         f"segment {c.segment}, channels {c.plan}, {c.kind}, starts {starts}"
@@ -196,6 +201,10 @@ def campaign_show(
         out.print("through:")
         for sender, states in report.by_sender.items():
             out.print(f"  {sender}: {_counts(states)}")
+    if report.waiting:
+        out.print("not yet due:")
+        for wait in report.waiting:
+            out.print(f"  {wait.count}, the first at {waiting_for(wait.why, wait.next_at, tz)}")
     if report.cost is not None:
         out.print(f"cost reported by the providers: {sum_text(report.cost)}")
     if report.opt_outs:
@@ -249,6 +258,25 @@ def _print_estimate(
         err.print("  " + sms_estimate(sms, sample_sms, settings.sms.price_per_segment))
     if kind == ADVERTISING:
         err.print("  advertising goes only to clients who agreed to it, outside quiet hours")
+
+
+def _print_night(waits: list[NightWait], settings: Settings) -> None:
+    """How many will wait out quiet hours at the start, and until when in their zone."""
+    if not waits:
+        return
+    hours = settings.company.quiet_hours
+    held = sum(wait.count for wait in waits)
+    if len(waits) == 1:
+        [wait] = waits
+        until = wait.until.astimezone(ZoneInfo(wait.zone)).strftime("%Y-%m-%d %H:%M")
+        err.print(
+            f"  quiet hours ({hours}): {held} client(s) will wait until {until} ({wait.zone})"
+        )
+        return
+    err.print(f"  quiet hours ({hours}): {held} client(s) will wait for the morning in their zone:")
+    for wait in waits:
+        until = wait.until.astimezone(ZoneInfo(wait.zone)).strftime("%Y-%m-%d %H:%M")
+        err.print(f"    {wait.count} until {until} ({wait.zone})")
 
 
 def sms_estimate(messages: int, sample: str, price: Decimal) -> str:
@@ -342,4 +370,8 @@ def _as_json(report: CampaignReport, settings: Settings) -> dict[str, Any]:
         "cost": None if report.cost is None else str(report.cost),
         "opt_outs": report.opt_outs,
         "reasons": [{"reason": reason, "count": count} for reason, count in report.reasons],
+        "waiting": [
+            {"why": wait.why, "count": wait.count, "next_at": wait.next_at.isoformat()}
+            for wait in report.waiting
+        ],
     }

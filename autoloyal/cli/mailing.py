@@ -50,6 +50,7 @@ def messages_command(
     from rich.table import Table
 
     from autoloyal.app import open_app
+    from autoloyal.rules import quiet_hours
     from crm.mailing import MessageFilter, list_messages
 
     settings = settings_of(ctx)
@@ -67,7 +68,7 @@ def messages_command(
                 template=template,
                 limit=limit,
             )
-            return await list_messages(session, where)
+            return await list_messages(session, where, app.clock(), quiet_hours(settings))
 
     lines = run_async(listing())
     tz = settings.company.tz
@@ -103,7 +104,7 @@ def messages_command(
             _when(line.sent_at, tz),
             _when(line.delivered_at, tz),
             "-" if line.cost is None else f"{line.cost:g}",
-            line.reason or "",
+            "; ".join(filter(None, (wait_text(line, tz), line.reason))),
         )
     out.print(table)
     if len(lines) == limit:
@@ -119,13 +120,14 @@ def message_command(
     from rich.table import Table
 
     from autoloyal.app import open_app
+    from autoloyal.rules import quiet_hours
     from crm.mailing import message_detail
 
     settings = settings_of(ctx)
 
     async def show() -> MessageDetail | None:
         async with open_app(settings) as app, app.sessions() as session:
-            return await message_detail(session, message_id)
+            return await message_detail(session, message_id, app.clock(), quiet_hours(settings))
 
     detail = run_async(show())
     if detail is None:
@@ -145,6 +147,8 @@ def message_command(
         f"sent {_when(line.sent_at, tz)}; delivered {_when(line.delivered_at, tz)}"
         + ("" if line.cost is None else f"; cost {line.cost:g}")
     )
+    if waits := wait_text(line, tz):
+        out.print(f"next attempt: {waits}")
     if line.reason:
         out.print(f"reason: {line.reason}")
     attempts = Table("started", "channel", "account", "address", "outcome", "provider id",
@@ -182,8 +186,23 @@ def message_command(
 _CSV_COLUMNS = (
     "id", "created_at", "client_id", "client", "campaign_id", "template", "kind", "plan",
     "state", "channel", "sender", "address", "attempts", "sent_at", "delivered_at", "cost",
-    "reason",
+    "reason", "next_attempt_at", "waiting",
 )  # fmt: skip
+
+
+def wait_text(line: MessageLine, tz: ZoneInfo) -> str | None:
+    """When a queued message is tried next and what it waits for, e.g. "2026-11-25 09:00,
+    waiting for the end of quiet hours in the client's time zone"; None when not queued."""
+    return waiting_for(line.waiting, line.next_attempt_at, tz)
+
+
+def waiting_for(why: str | None, at: datetime | None, tz: ZoneInfo) -> str | None:
+    """`at`, and what `why` (gateway.outbox.WAITS) means to people; None without `at`."""
+    from gateway.outbox import WAITS
+
+    if at is None:
+        return None
+    return _when(at, tz) + (f", waiting for {WAITS.get(why, why)}" if why else " (due)")
 
 
 def _when(moment: datetime | None, tz: ZoneInfo, *, seconds: bool = False) -> str:
