@@ -30,7 +30,7 @@ def autoloyal(cwd: Path, *args: str, config: str | None = None) -> subprocess.Co
     if config is not None:
         (cwd / "config.toml").write_text(config, encoding="utf-8")
     return subprocess.run(
-        [AUTOLOYAL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        [AUTOLOYAL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -176,20 +176,26 @@ def test_run_migrates_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     (tmp_path / "config.toml").write_text("[http]\nport = 0\n", encoding="utf-8")
     process = subprocess.Popen([AUTOLOYAL, "run"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        lines, url = [], None
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
+        # Every role has started (and said so) before the signal: a SIGTERM that overtook
+        # the dispatcher's start would stop the process before it logged its line.
+        lines, url, dispatching = [], None, False
+        deadline = time.monotonic() + 120
+        while not (url and dispatching) and time.monotonic() < deadline:
             line = process.stderr.readline() if process.stderr else ""
+            if not line:
+                break  # the process ended
             lines.append(line)
             if match := re.search(r"role api: serving (http://[\d.]+:\d+)", line):
                 url = match.group(1)
+            dispatching = dispatching or "role dispatcher:" in line
         assert url is not None, "".join(lines)
+        assert dispatching, "".join(lines)
 
-        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=60) as response:
             health = json.load(response)
             status = response.status
         process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=15)
+        _, rest = process.communicate(timeout=60)
     finally:
         process.kill()
 
