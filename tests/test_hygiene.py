@@ -1,4 +1,4 @@
-"""The code stays clean: lint, format, types, and the layers of the map in ../shared/DESIGN.md."""
+"""The code stays clean: lint, format, types, and the layers of the map in docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 
