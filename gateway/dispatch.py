@@ -49,7 +49,7 @@ from gateway.outbox import (
     SENT,
     SKIPPED,
 )
-from gateway.quiet import Night, morning_after
+from gateway.quiet import Night, QuietHours, morning_after
 from gateway.ratelimit import KeyedRateLimiter, RateLimiter, Slot
 from gateway.tally import SendTally
 from storage.outbox import Message
@@ -204,10 +204,11 @@ class Dispatcher:
         """Messages waiting out the night are due again at once where quiet hours as now
         configured do not hold them (turned off, or shorter), and later where they end later."""
         now = self.clock()
-        policy = self.policy
+        night = self.policy.night
+        quiet = None if night is None else QuietHours(night, self.policy.default_timezone)
 
         def morning(zone: str | None) -> datetime | None:
-            return morning_after(now, ZoneInfo(zone or policy.default_timezone), policy.night)
+            return None if quiet is None else quiet.morning(now, zone)
 
         async with self.sessions() as session, session.begin():
             moved = await lifecycle.wake_quiet(session, now, morning)
