@@ -297,6 +297,7 @@ class SmsSettings(Section):
     rate_per_second: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=15.0, gt=0)
     price_per_segment: Decimal = Field(default=Decimal(0), ge=0, decimal_places=4)
+    max_parts: int = Field(default=6, ge=1, le=255)
     opt_out_text: str = "Отказ: {link}"
     callback_secret: str = ""
     poll_minutes: float = Field(default=10.0, ge=0)

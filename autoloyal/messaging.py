@@ -22,6 +22,7 @@ from gateway.channels.email import DkimKey, EmailAccount, EmailChannel
 from gateway.channels.filesink import FileSink
 from gateway.channels.sms import SmsAccount, SmsProvider
 from gateway.dispatch import DispatchPolicy
+from gateway.limits import Limits
 from gateway.optout import OptOut
 from gateway.outbox import CHANNELS
 
@@ -41,7 +42,7 @@ def company_info(settings: Settings) -> CompanyInfo:
 
 
 def template_library(settings: Settings) -> TemplateLibrary:
-    return TemplateLibrary(settings.templates.dir)
+    return TemplateLibrary(settings.templates.dir, Limits(sms_parts=settings.sms.max_parts))
 
 
 def sms_provider(settings: Settings) -> SmsProvider | None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.context import CompanyInfo, sample_context
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.render import MessageTemplate, Rendered, TemplateProblem, check_template
 from storage.outbox import MessageTemplate as StoredTemplate
 
@@ -61,10 +62,15 @@ def _built_in_folder() -> Path:
 
 
 class TemplateLibrary:
-    """Finds templates by name; `folder` is the dealer's own (`[templates] dir`), if any."""
+    """Finds templates by name; `folder` is the dealer's own (`[templates] dir`), if any.
 
-    def __init__(self, folder: Path | None = None) -> None:
+    Every template it compiles is held to `limits` (the SMS parts come from `[sms]
+    max_parts`), when it is saved and every time it is rendered.
+    """
+
+    def __init__(self, folder: Path | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.folder = folder
+        self.limits = limits
         self._compiled: dict[tuple[str, str, str], MessageTemplate] = {}
         self._sources: dict[Path, tuple[int, str]] = {}
         self._listing: tuple[tuple[int, ...], list[tuple[str, Path]]] | None = None
@@ -98,7 +104,7 @@ class TemplateLibrary:
         key = (name, origin, source)
         template = self._compiled.get(key)
         if template is None:
-            template = self._compiled[key] = MessageTemplate(name, source, origin)
+            template = self._compiled[key] = MessageTemplate(name, source, origin, self.limits)
         return template
 
     async def catalogue(self, session: AsyncSession) -> list[TemplateInfo]:
@@ -119,7 +125,7 @@ class TemplateLibrary:
                 infos.append(TemplateInfo(name, origin, (), frozenset(), broken[name]))
                 continue
             try:
-                template = MessageTemplate(name, source, origin)
+                template = MessageTemplate(name, source, origin, self.limits)
             except TemplateProblem as problem:
                 infos.append(TemplateInfo(name, origin, (), frozenset(), str(problem)))
                 continue
@@ -145,7 +151,7 @@ class TemplateLibrary:
             raise TemplateProblem(
                 name, "a template name is lowercase latin letters, digits and '_'"
             )
-        template = MessageTemplate(name, source, DATABASE)
+        template = MessageTemplate(name, source, DATABASE, self.limits)
         rendered = check_template(template, sample_context(company, today))
         stored = await session.get(StoredTemplate, name)
         if stored is None:

@@ -2,7 +2,9 @@
 
 Each reads the message's `locale` and `timezone` from the template context, so one template
 speaks Russian to a Moscow client and shows a Vladivostok client's booking in Vladivostok
-time.
+time. Each refuses a value of the wrong kind before Babel sees it: Babel would turn a list
+into text to read it as a number, and a template can make a list of any length (the
+sandbox wraps Jinja's own filters for that, and adds these as they are).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def _locale(code: str) -> Locale:
 
 def _locale_of(ctx: Context) -> Locale:
     return _locale(str(ctx.get("locale") or "ru"))
+
+
+def _expect(value: Any, kinds: type | tuple[type, ...], filter_name: str, what: str) -> None:
+    if not isinstance(value, kinds):
+        raise TypeError(f"{filter_name} expects {what}, not {type(value).__name__}")
 
 
 def _local(ctx: Context, value: datetime) -> datetime:
@@ -65,6 +72,7 @@ def date_filter(ctx: Context, value: date | datetime | None, style: str = "d MMM
     """
     if value is None:
         return ""
+    _expect(value, date, "date", "a date")
     if isinstance(value, datetime):
         value = _local(ctx, value)
     return format_date(value, style, locale=_locale_of(ctx))
@@ -75,6 +83,7 @@ def time_filter(ctx: Context, value: datetime | time | None, pattern: str = "HH:
     """`dt|time` -> "10:30", in the client's time zone."""
     if value is None:
         return ""
+    _expect(value, (datetime, time), "time", "a time")
     if isinstance(value, datetime):
         value = _local(ctx, value).timetz()
     return format_time(value, pattern, locale=_locale_of(ctx))
@@ -85,6 +94,7 @@ def money(ctx: Context, amount: Decimal | int | None, cents: bool = True) -> str
     """`amount|money` -> "1 500,00 ₽"; `money(cents=False)` -> "1 500 ₽"."""
     if amount is None:
         return ""
+    _expect(amount, (int, float, Decimal), "money", "a number")
     currency = str(ctx.get("currency") or "RUB")
     locale = _locale_of(ctx)
     if cents:
@@ -97,7 +107,10 @@ def money(ctx: Context, amount: Decimal | int | None, cents: bool = True) -> str
 @pass_context
 def number(ctx: Context, value: int | Decimal | float | None) -> str:
     """`15000|number` -> "15 000"."""
-    return "" if value is None else format_decimal(value, locale=_locale_of(ctx))
+    if value is None:
+        return ""
+    _expect(value, (int, float, Decimal), "number", "a number")
+    return format_decimal(value, locale=_locale_of(ctx))
 
 
 FILTERS: Mapping[str, Callable[..., Any]] = {

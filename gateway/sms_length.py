@@ -82,3 +82,14 @@ def sms_length(text: str) -> SmsLength:
         encoding, single, part = UCS2, _UCS2_SINGLE, _UCS2_PART
     units, segments = _count_segments(sizes, single, part)
     return SmsLength(encoding, units, segments, single if segments <= 1 else part)
+
+
+SURE_PER_PART = 33
+"""Characters that always fit in a part: no character takes more than 2 units, and a part
+holds at least 66 (UCS-2's 67, less the one a 2-unit character cannot straddle)."""
+
+
+def fits(text: str, parts: int) -> bool:
+    """True if `text` goes in at most `parts` parts; a short one is not even counted, so the
+    bulk of SMS pass without a character-by-character count."""
+    return len(text) <= SURE_PER_PART * parts or sms_length(text).segments <= parts

@@ -65,10 +65,12 @@ def template_check(
 
     async def check() -> tuple[MessageTemplate, Rendered]:
         async with open_app(settings) as app, app.sessions() as session:
+            library = template_library(settings)
             if file is not None:
-                template = MessageTemplate(name, read_source(name, file), str(file))
+                source = read_source(name, file)
+                template = MessageTemplate(name, source, str(file), library.limits)
             else:
-                template = await template_library(settings).get(session, name)
+                template = await library.get(session, name)
             context = sample_context(company_info(settings), today_of(app))
             return template, check_template(template, context)
 
@@ -172,12 +174,13 @@ def template_delete(
 
 def _print_rendered(rendered: Rendered, *, full: bool) -> None:
     from gateway.sms_length import sms_length
+    from gateway.telegram_html import visible_length
 
     for channel, parts in rendered.content.items():
         if channel == "sms":
             summary = f": {sms_length(parts['text'])}"
         elif channel == "telegram":
-            summary = f": {len(parts['text'])} characters (HTML)"
+            summary = f": {visible_length(parts['text'])} characters as Telegram counts them"
         else:
             html = f", HTML part {len(parts['html'])} characters" if "html" in parts else ""
             summary = f": subject «{parts['subject']}»{html}"
