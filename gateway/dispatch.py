@@ -61,7 +61,8 @@ Clock = Callable[[], datetime]
 REPORT_SECONDS = 60.0
 """How often a working dispatcher logs what it sent."""
 PACED_WAIT_IN_HAND = 60.0
-"""Seconds of a server's pause a paced message waits out in hand; a longer one queues it."""
+"""Seconds of a server's pause a paced message waits out in hand (at most half its lease);
+a longer one queues it."""
 PACED_IN_A_ROW = 10
 """Paced answers to one message before it is treated as a failed try after all."""
 _NO_ADDRESS = {
@@ -319,9 +320,12 @@ class Dispatcher:
             lifecycle.close_attempt(attempt, lifecycle.ATTEMPT_TRANSIENT, now, error=result.error)
             message.attempts += 1
             message.last_error = result.error
-            if pause > PACED_WAIT_IN_HAND:
+            if pause > min(PACED_WAIT_IN_HAND, self.policy.lease_seconds / 2):
                 due = now + timedelta(seconds=pause)
                 await lifecycle.requeue(session, message, due, now, PACED)
+                return False
+            # The lease outlasts the pause from here, however many pauses come in a row.
+            if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
                 return False
             await lifecycle.begin_attempt(
                 session, message, route.channel_index, route.address, now, route.sender.name
