@@ -253,23 +253,39 @@ class Dispatcher:
             route = await self._route(message_id)
             if route is None:
                 return
-            outgoing = await self._take_turn(message_id, route)
-            if outgoing is None:
+            turn = await self._take_turn(message_id, route)
+            if turn is None:
                 return
+            outgoing, slots = turn
             channel = self.channels[route.channel]
-            result = await channel.send(outgoing)
+            result = await self._send(channel, outgoing, slots)
             for _ in range(PACED_IN_A_ROW):
                 if not _is_pacing(result):
                     break
-                if not await self._paced(message_id, route, result):
+                paced_slots = await self._paced(message_id, route, result)
+                if paced_slots is None:
                     return
-                result = await channel.send(outgoing)
+                result = await self._send(channel, outgoing, paced_slots)
             await self._record(message_id, outgoing, result)
         except Exception:
             # The message stays in `sending`; its lease runs out and `reap` settles it.
             log.exception("message %d: delivery failed", message_id)
 
-    async def _take_turn(self, message_id: int, route: _Route) -> Outgoing | None:
+    async def _send(self, channel: Channel, outgoing: Outgoing, slots: list[Slot]) -> SendResult:
+        """Send on the slots taken; they count from when the request leaves, then from when
+        its answer came: the server counted it at some moment in between, so a loaded loop
+        or network that delays a request can never crowd more into one of its seconds."""
+        for slot in slots:
+            slot.stamp(self._monotonic())
+        try:
+            return await channel.send(outgoing)
+        finally:
+            for slot in slots:
+                slot.stamp(self._monotonic())
+
+    async def _take_turn(
+        self, message_id: int, route: _Route
+    ) -> tuple[Outgoing, list[Slot]] | None:
         """Wait for the rate limits, record the attempt as open; None when the message was
         settled, released or taken away meanwhile.
 
@@ -295,15 +311,12 @@ class Dispatcher:
                 async with self.sessions() as session, session.begin():
                     await lifecycle.withdraw_attempt(session, message_id, self.clock())
                 return None
-        now = self._monotonic()
-        for slot in slots:
-            slot.stamp(now)
-        return outgoing
+        return outgoing, slots
 
-    async def _paced(self, message_id: int, route: _Route, result: Transient) -> bool:
-        """Record a paced request and pause the channel; True when the next attempt is
-        recorded and its turn has come, first after the pause; False when the message went
-        back to the queue (a long pause, or stopping).
+    async def _paced(self, message_id: int, route: _Route, result: Transient) -> list[Slot] | None:
+        """Record a paced request and pause the channel; the slot of the next attempt, once
+        it is recorded and its turn has come, first after the pause; None when the message
+        went back to the queue (a long pause, or stopping).
 
         The next attempt is opened before the pause runs out, so nothing stands between its
         turn and the request: a crash during the pause ends it `unknown`, never doubled.
@@ -323,10 +336,10 @@ class Dispatcher:
             if pause > min(PACED_WAIT_IN_HAND, self.policy.lease_seconds / 2):
                 due = now + timedelta(seconds=pause)
                 await lifecycle.requeue(session, message, due, now, PACED)
-                return False
+                return None
             # The lease outlasts the pause from here, however many pauses come in a row.
             if not await lifecycle.hold(session, message_id, self.worker, now, self.policy.lease):
-                return False
+                return None
             await lifecycle.begin_attempt(
                 session, message, route.channel_index, route.address, now, route.sender.name
             )
@@ -334,9 +347,7 @@ class Dispatcher:
         if slots is None:
             async with self.sessions() as session, session.begin():
                 await lifecycle.withdraw_attempt(session, message_id, self.clock())
-            return False
-        slots[0].stamp(self._monotonic())
-        return True
+        return slots
 
     async def _route(self, message_id: int) -> _Route | None:
         """Choose the channel, or settle the message without one (skip, defer, cap)."""

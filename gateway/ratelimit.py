@@ -39,10 +39,13 @@ NORMAL = 2
 
 
 class Slot:
-    """A request's place in a limiter's log; `stamp` moves it to when the request really left.
+    """A request's place in a limiter's log; `stamp` moves it later: to when the request
+    really left, then to when its answer came.
 
     The dispatcher takes a slot, then records the attempt in the database, then sends:
-    the write can take longer than the margin, so the window must count the send time.
+    the write can take longer than the margin, so the window counts the send time; and the
+    server counted the request at some moment before its answer, so the window counts it
+    from the answer at the latest (on a loaded machine a request can leave late).
     """
 
     __slots__ = ("at", "reserved")
