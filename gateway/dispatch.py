@@ -207,12 +207,8 @@ class Dispatcher:
         now = self.clock()
         night = self.policy.night
         quiet = None if night is None else QuietHours(night, self.policy.default_timezone)
-
-        def morning(zone: str | None) -> datetime | None:
-            return None if quiet is None else quiet.morning(now, zone)
-
         async with self.sessions() as session, session.begin():
-            moved = await lifecycle.wake_quiet(session, now, morning)
+            moved = await lifecycle.wake_quiet(session, now, quiet)
         if moved:
             log.info("quiet hours as configured now: %d waiting message(s) rescheduled", moved)
         return moved

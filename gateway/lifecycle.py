@@ -9,7 +9,7 @@ attempt is open), and `unknown` when one may have: never resent blindly.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.consent import ADVERTISING, SERVICE, ConsentRows
 from gateway.outbox import CANCELLED, DELIVERED, QUEUED, QUIET_HOURS, SENDING, SENT, UNKNOWN
+from gateway.quiet import QuietHours
 from storage.bulk import conflict_insert
 from storage.models import Client, ClientConsent
 from storage.outbox import ChannelUnreachable, Message, MessageAttempt
@@ -310,12 +311,10 @@ async def reap(session: AsyncSession, now: datetime) -> tuple[int, int]:
     return len(lost), int(getattr(requeued, "rowcount", 0))
 
 
-async def wake_quiet(
-    session: AsyncSession, now: datetime, morning: Callable[[str | None], datetime | None]
-) -> int:
-    """Re-evaluate the messages waiting out quiet hours against the night as configured
-    now: `morning(zone)` is when the night around `now` ends in that zone (None: it is
-    not night there, or there are no quiet hours); returns how many were moved.
+async def wake_quiet(session: AsyncSession, now: datetime, quiet: QuietHours | None) -> int:
+    """Re-evaluate the messages waiting out quiet hours against `quiet` as configured now
+    (None: there are none): due at once where it is not night for the client, at the end
+    of their night where it is; returns how many were moved.
 
     One statement per time zone the waiting messages' clients are in, not one per message.
     """
@@ -330,7 +329,7 @@ async def wake_quiet(
     )
     moved = 0
     for zone in list(zones):
-        due = morning(zone)
+        due = None if quiet is None else quiet.morning(now, zone)
         in_zone = select(Client.id).where(
             Client.timezone.is_(None) if zone is None else Client.timezone == zone
         )
