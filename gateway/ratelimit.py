@@ -105,15 +105,19 @@ class RateLimiter:
     def delay(self) -> float:
         """Seconds until the next request may start (0: now)."""
         now = self._now()
-        while self._starts and now - self._starts[0].at >= self.window:
-            self._starts.popleft()
+        # The log is in order of reservation, but stamps (when a request left, when its
+        # answer came) need not be: a slot leaves the window by its own stamp.
+        if any(now - slot.at >= self.window for slot in self._starts):
+            self._starts = deque(slot for slot in self._starts if now - slot.at < self.window)
         wait = self._paused_until - now
         if self._starts and self.limit is not None:
             # Spacing runs from the reservations, so a slow database write before one send
             # does not push every later send back; the window counts real send times.
             wait = max(wait, self._starts[-1].reserved + self.spacing - now)
             if len(self._starts) >= self.limit:
-                wait = max(wait, self._starts[-self.limit].at + self.window - now)
+                # The window frees up when the limit-th latest stamp leaves it.
+                nth_latest = heapq.nlargest(self.limit, (slot.at for slot in self._starts))[-1]
+                wait = max(wait, nth_latest + self.window - now)
         return max(0.0, wait)
 
     async def acquire(
