@@ -133,6 +133,9 @@ class MaintenanceSettings(Section):
     interval_km: int = Field(default=15_000, gt=0)
     interval_months: int = Field(default=12, gt=0)
     daily_km: float = Field(default=40.0, gt=0)
+    max_daily_km: int = Field(default=1500, gt=0, le=10_000)
+    """The most a car can plausibly drive a day: an odometer a client reports beyond the last
+    reading plus this much a day since is a typo, refused."""
     makes: dict[str, MakeInterval] = Field(default_factory=dict)
 
 
@@ -246,6 +249,10 @@ class SurveySettings(Section):
     invite_after_hours: float = Field(default=3.0, ge=0, le=24 * 14)
     max_visit_age_days: int = Field(default=3, ge=0, le=365)
     channels: tuple[str, ...] = ("telegram", "sms", "email")
+    complaint_csat: int = Field(default=3, ge=0, le=5)
+    """A satisfaction score (1-5) at or below this opens a complaint; 0: never."""
+    complaint_nps: int = Field(default=6, ge=-1, le=10)
+    """A recommendation score (0-10) at or below this opens a complaint; -1: never."""
 
     @field_validator("channels")
     @classmethod
@@ -258,14 +265,34 @@ class SurveySettings(Section):
             raise ValueError(str(exc)) from None
 
 
+TELEGRAM_API = "https://api.telegram.org"
+
+
 class TelegramSettings(Section):
     token: str = ""
-    api_server: str = "https://api.telegram.org"
+    api_server: str = TELEGRAM_API
     bot_username: str = ""
     staff_chat_id: int | None = None
     rate_per_second: float = Field(default=30.0, gt=0)
     chat_rate_per_second: float = Field(default=1.0, gt=0)
     request_timeout: float = Field(default=10.0, gt=0)
+    mode: Literal["polling", "webhook"] = "polling"
+    """How the bot role gets updates: long polling, or Telegram posting them to
+    `[http] public_url` + /webhooks/telegram."""
+    webhook_secret: str = ""
+    """What Telegram sends in X-Telegram-Bot-Api-Secret-Token; required in webhook mode."""
+    user_messages_per_minute: int = Field(default=30, ge=1, le=10_000)
+    """Updates one user may send the bot a minute; beyond it the bot stays silent."""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", value):
+            raise ValueError(
+                "expected 16 to 256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule), e.g. the output of `openssl rand -hex 24`"
+            )
+        return value
 
     @field_validator("token")
     @classmethod
@@ -459,6 +486,32 @@ class ImportSettings(Section):
     batch_size: int = Field(default=2000, ge=1, le=10_000)
 
 
+STAFF_ROLES = ("admin", "manager", "operator")
+
+
+class StaffSettings(Section):
+    """A member of staff the bots know by their Telegram account (`[[staff]]`)."""
+
+    telegram_id: int = Field(gt=0)
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["admin", "manager", "operator"]
+    branch: str | None = None
+    """The branch code they work at (`[[branch]] code`); None: every branch."""
+
+
+class RedisSettings(Section):
+    url: str = ""
+    """redis://HOST:PORT/DB: the bots' conversation state and flood control live there, so
+    several bot processes share them; "": in each process's memory."""
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not re.fullmatch(r"rediss?://\S+|unix://\S+", value):
+            raise ValueError(f'expected a URL like "redis://127.0.0.1:6379/0", got "{value}"')
+        return value
+
+
 class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     company: CompanySettings = CompanySettings()
@@ -470,6 +523,8 @@ class Settings(Section):
     surveys: SurveySettings = SurveySettings()
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
+    staff: tuple[StaffSettings, ...] = ()
+    redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     email: EmailSettings = EmailSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -485,6 +540,42 @@ class Settings(Section):
             if branch.code in seen:
                 raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
             seen.add(branch.code)
+        return self
+
+    @model_validator(mode="after")
+    def _staff(self) -> Settings:
+        codes = {branch.code for branch in self.branch}
+        seen: set[int] = set()
+        for index, member in enumerate(self.staff):
+            if member.telegram_id in seen:
+                raise ValueError(
+                    f"staff[{index}].telegram_id: {member.telegram_id} is listed twice"
+                )
+            seen.add(member.telegram_id)
+            if member.branch is not None and member.branch not in codes:
+                known = ", ".join(sorted(codes)) or "none configured"
+                raise ValueError(
+                    f"staff[{index}].branch: no [[branch]] with code {member.branch!r} ({known})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Settings:
+        telegram = self.telegram
+        if telegram.mode != "webhook" or not telegram.token:
+            return self
+        if not telegram.webhook_secret:
+            raise ValueError(
+                "telegram.webhook_secret: webhook mode needs a secret Telegram sends back "
+                "with every update, e.g. the output of `openssl rand -hex 24`"
+            )
+        public = self.http.public_url
+        # Telegram's own servers post to HTTPS only; a local Bot API server takes any URL.
+        if not public or (telegram.api_server == TELEGRAM_API and not public.startswith("https")):
+            raise ValueError(
+                "http.public_url: webhook mode needs the https:// address Telegram posts "
+                "updates to (the path /webhooks/telegram is added)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.names import given_name
 from gateway.channels import CONTACTS
-from gateway.consent import ADVERTISING, ALL_CHANNELS, allowed
+from gateway.consent import ADVERTISING, ALL_CHANNELS, PURPOSES, SERVICE, allowed
 from gateway.outbox import CHANNELS
 from storage.bulk import conflict_insert
 from storage.models import AppSecret, Client, ClientConsent, ConsentEvent
@@ -35,7 +35,8 @@ LINK_SECRET = "unsubscribe-links"
 PAGE = "unsubscribe page"
 ONE_CLICK = "one-click"
 STOP_WORD = "sms stop word"
-SOURCES = (PAGE, ONE_CLICK, STOP_WORD)
+BOT = "bot"
+SOURCES = (PAGE, ONE_CLICK, STOP_WORD, BOT)
 
 STOP_WORDS = frozenset(
     {"стоп", "stop", "отписка", "отписаться", "unsubscribe", "нет", "отказ", "end", "cancel"}
@@ -121,6 +122,12 @@ class Preferences:
     """Channels the client has an address for, in CHANNELS order."""
     advertising: dict[str, bool]
     """{channel: advertising allowed} for every channel in CHANNELS."""
+    service: dict[str, bool] = field(default_factory=dict)
+    """{channel: service messages allowed} (reminders, surveys) for every channel."""
+    decided: frozenset[str] = frozenset()
+    """Channels whose advertising the client (or the dealer's records) spoke about: a row
+    for the channel or the blanket `all` row. A bot asks about the others."""
+    language: str | None = None
 
     @property
     def any_advertising(self) -> bool:
@@ -138,6 +145,13 @@ async def preferences(session: AsyncSession, client_id: int) -> Preferences | No
         name=given_name(client.first_name, client.middle_name),
         reachable=tuple(channel for channel in CHANNELS if getattr(client, CONTACTS[channel])),
         advertising={channel: allowed(consents, channel, ADVERTISING) for channel in CHANNELS},
+        service={channel: allowed(consents, channel, SERVICE) for channel in CHANNELS},
+        decided=frozenset(
+            channel
+            for channel in CHANNELS
+            if (channel, ADVERTISING) in consents or (ALL_CHANNELS, ADVERTISING) in consents
+        ),
+        language=client.language,
     )
 
 
@@ -155,17 +169,54 @@ async def set_advertising(
     Each channel the client spoke about gets its own row, so a blanket `all` row (a later
     import of the 1C consent flag) no longer decides for it.
     """
+    return await set_consent(
+        session,
+        client_id,
+        wanted,
+        purpose=ADVERTISING,
+        source=source,
+        now=now,
+        campaign_id=campaign_id,
+    )
+
+
+async def set_consent(
+    session: AsyncSession,
+    client_id: int,
+    wanted: Mapping[str, bool],
+    *,
+    purpose: str,
+    source: str,
+    now: datetime,
+    campaign_id: int | None = None,
+) -> list[str]:
+    """Set one purpose ("advertising" or "service") per channel as the client chose; each
+    change is a `consent_event`, and the dispatcher reads the rows before every send.
+    Returns the channels whose word changed."""
     unknown = [channel for channel in wanted if channel not in CHANNELS]
     if unknown:
         raise ValueError(f"unknown channel {unknown[0]!r}: use {', '.join(CHANNELS)}")
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}: use {', '.join(PURPOSES)}")
     consents = await _consents(session, client_id)
     changed = []
     for channel, granted in wanted.items():
-        if consents.get((channel, ADVERTISING)) is granted:
+        if consents.get((channel, purpose)) is granted:
             continue
-        await _write(session, client_id, channel, granted, source, campaign_id, now)
+        await _write(session, client_id, channel, purpose, granted, source, campaign_id, now)
         changed.append(channel)
     return changed
+
+
+async def set_language(
+    session: AsyncSession, client_id: int, language: str | None, now: datetime
+) -> None:
+    """The language the client reads the bots in; None: their messenger's."""
+    client = await session.get(Client, client_id)
+    if client is None:
+        raise ValueError(f"no client #{client_id}")
+    client.language = language
+    client.updated_at = now
 
 
 async def opt_out(
@@ -198,7 +249,7 @@ async def opt_out(
     consents = await _consents(session, client_id)
     if consents.get((ALL_CHANNELS, ADVERTISING)) is not False:
         # Channels added later fall back to the blanket row: it says no too.
-        await _write(session, client_id, ALL_CHANNELS, False, source, campaign_id, now)
+        await _write(session, client_id, ALL_CHANNELS, ADVERTISING, False, source, campaign_id, now)
     return changed
 
 
@@ -226,6 +277,7 @@ async def _write(
     session: AsyncSession,
     client_id: int,
     channel: str,
+    purpose: str,
     granted: bool,
     source: str,
     campaign_id: int | None,
@@ -234,14 +286,14 @@ async def _write(
     values = {"granted": granted, "changed_at": now, "source": source}
     await session.execute(
         conflict_insert(session, ClientConsent)
-        .values(client_id=client_id, channel=channel, purpose=ADVERTISING, **values)
+        .values(client_id=client_id, channel=channel, purpose=purpose, **values)
         .on_conflict_do_update(index_elements=["client_id", "channel", "purpose"], set_=values)
     )
     session.add(
         ConsentEvent(
             client_id=client_id,
             channel=channel,
-            purpose=ADVERTISING,
+            purpose=purpose,
             granted=granted,
             source=source,
             campaign_id=campaign_id,

@@ -11,6 +11,7 @@ from storage.bonuses import (
     DiscountCard,
     Referral,
 )
+from storage.feedback import Complaint, SurveyAnswer, TelegramFile
 from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
 from storage.migrate import current_revision, upgrade
 from storage.models import (
@@ -53,6 +54,7 @@ __all__ = [
     "ClientAlias",
     "ClientConsent",
     "ClientTag",
+    "Complaint",
     "ConsentEvent",
     "DeliveryReceipt",
     "DiscountCard",
@@ -62,6 +64,8 @@ __all__ = [
     "MessageTemplate",
     "OdometerReading",
     "Referral",
+    "SurveyAnswer",
+    "TelegramFile",
     "Visit",
     "create_engine",
     "current_revision",

@@ -81,6 +81,14 @@ class Client(Base):
     email: Mapped[str | None] = mapped_column(String(254), index=True)
     telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    """The language the client chose in a bot ("ru", "en"); None: their messenger's, else
+    the company's."""
+    source: Mapped[str | None] = mapped_column(String(32))
+    """Where the client first came from when we know: "bot" for one who wrote to the bot."""
+    referral_code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    """The short code the client shares with friends (`t.me/<bot>?start=ref_<code>`); made
+    the first time it is asked for."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
