@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -26,13 +27,21 @@ HIDDEN = frozenset({"secret"})
 """Query parameters whose value an access log line does not show (the webhook's secret)."""
 
 
-def make_http_app(app: App) -> web.Application:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_http_app(
+    app: App, *, telegram: Handler | None = None, api: bool = True
+) -> web.Application:
+    """The routes of the API role (`api`), and `telegram`, the bot's webhook, when the bot
+    role takes updates by webhook; a process without the API role serves only that."""
     http = web.Application()
     http[APP_KEY] = app
     http.router.add_get("/healthz", healthz)
-    http.add_subapp(PREFIX, make_api(app))
-    http.add_subapp(UNSUBSCRIBE, make_unsubscribe(app))
-    http.add_subapp("/webhooks", make_webhooks(app))
+    if api:
+        http.add_subapp(PREFIX, make_api(app))
+        http.add_subapp(UNSUBSCRIBE, make_unsubscribe(app))
+    http.add_subapp("/webhooks", make_webhooks(app, telegram=telegram, sms=api))
     return http
 
 

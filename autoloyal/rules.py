@@ -93,4 +93,13 @@ def survey_invites(settings: Settings, library: TemplateLibrary) -> SurveyInvite
         max_visit_age_days=section.max_visit_age_days,
         night=settings.company.quiet,
         link=f"https://t.me/{bot}?start=survey_{{visit}}" if bot else None,
+        buttons=survey_buttons if settings.telegram.token else None,
     )
+
+
+def survey_buttons(visit_id: int) -> dict[str, dict[str, str]]:
+    """The invitation's Telegram message carries the survey's first question as buttons."""
+    from bot.screens.survey import csat_buttons
+    from bot.telegram.render import inline_json
+
+    return {"telegram": {"reply_markup": inline_json(csat_buttons(visit_id))}}

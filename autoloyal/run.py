@@ -14,7 +14,7 @@ from aiohttp import web
 
 from autoloyal.app import App, masked_url, open_app
 from autoloyal.config import Settings
-from autoloyal.http import AccessLog, make_http_app
+from autoloyal.http import AccessLog, Handler, make_http_app
 from autoloyal.messaging import (
     build_channels,
     describe_channels,
@@ -22,6 +22,7 @@ from autoloyal.messaging import (
     staff_alerts,
     worker_name,
 )
+from autoloyal.telegram_bot import bot_role
 from gateway.channels.sms import SmsProvider
 from gateway.dispatch import Dispatcher
 from gateway.receipts import poll_receipts
@@ -29,8 +30,8 @@ from storage import current_revision
 
 log = logging.getLogger("autoloyal")
 
-# Roles this release has; later ones (bot, scheduler) join this tuple.
-ROLES = ("api", "dispatcher")
+# Roles this release has; the scheduler joins this tuple.
+ROLES = ("api", "dispatcher", "bot")
 
 
 class UnknownRole(ValueError):
@@ -42,15 +43,19 @@ class CannotListen(Exception):
     the address and the config keys that choose it, instead of asyncio's traceback."""
 
 
-def parse_roles(text: str | None) -> tuple[str, ...]:
+def parse_roles(text: str | None, settings: Settings | None = None) -> tuple[str, ...]:
+    """The roles `--roles` names; none named: all of them, but the bot only with a token."""
+    has_token = settings is None or bool(settings.telegram.token)
     if not text:
-        return ROLES
+        return ROLES if has_token else tuple(role for role in ROLES if role != "bot")
     roles = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     unknown = [role for role in roles if role not in ROLES]
     if unknown or not roles:
         raise UnknownRole(
             f"--roles: unknown role {', '.join(unknown) or '(none)'}; known: {', '.join(ROLES)}"
         )
+    if "bot" in roles and not has_token:
+        raise UnknownRole("--roles: the bot role needs [telegram] token")
     return roles
 
 
@@ -59,7 +64,12 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
     async with open_app(settings) as app:
         revision = await current_revision(app.engine)
         log.info("database %s at revision %s", masked_url(settings), revision)
-        runners = [await _start_api(app)] if "api" in roles else []
+        bot = bot_role(app) if "bot" in roles else None
+        webhook = bot.handle_webhook if bot is not None and bot.webhook_url else None
+        serve = "api" in roles or webhook is not None
+        runners = [await _start_api(app, webhook, api="api" in roles)] if serve else []
+        if bot is not None:
+            await bot.start()
         dispatcher = _start_dispatcher(app, stop) if "dispatcher" in roles else None
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait(
@@ -67,6 +77,8 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         )
         stop.set()
         log.info("stopping")
+        if bot is not None:
+            await bot.stop()  # finishes the updates in hand
         if dispatcher is not None:
             await dispatcher  # finishes the requests under way, gives back the rest
         for runner in runners:
@@ -74,9 +86,11 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
     log.info("stopped")
 
 
-async def _start_api(app: App) -> web.AppRunner:
+async def _start_api(app: App, telegram: Handler | None, *, api: bool) -> web.AppRunner:
+    """The HTTP server: the API role's routes, and the bot's webhook when it takes one."""
     # No access log; should one be turned on, AccessLog keeps links' tokens out of it.
-    runner = web.AppRunner(make_http_app(app), access_log=None, access_log_class=AccessLog)
+    http = make_http_app(app, telegram=telegram, api=api)
+    runner = web.AppRunner(http, access_log=None, access_log_class=AccessLog)
     await runner.setup()
     host, port = app.settings.http.host, app.settings.http.port
     site = web.TCPSite(runner, host, port)
@@ -90,14 +104,19 @@ async def _start_api(app: App) -> web.AppRunner:
         ) from None
     addresses = ", ".join(f"http://{host}:{port}" for host, port, *_ in runner.addresses)
     settings = app.settings
-    api = "on" if settings.http.api_token else "off (no [http] api_token)"
+    if not api:
+        log.info("serving %s for the bot's webhook (GET /healthz; /webhooks/telegram)", addresses)
+        return runner
+    token = "on" if settings.http.api_token else "off (no [http] api_token)"
     sms = f"; /webhooks/sms/{settings.sms.provider}" if settings.sms.provider else ""
+    bot = "; /webhooks/telegram" if telegram is not None else ""
     log.info(
-        "role api: serving %s (GET /healthz; /api/v1 %s; /u/ unsubscribe pages at %s%s)",
+        "role api: serving %s (GET /healthz; /api/v1 %s; /u/ unsubscribe pages at %s%s%s)",
         addresses,
-        api,
+        token,
         settings.http.base_url,
         sms,
+        bot,
     )
     return runner
 

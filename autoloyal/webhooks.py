@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from aiohttp import web
@@ -41,10 +41,20 @@ MAX_BODY = 1024 * 1024
 T = TypeVar("T")
 
 
-def make_webhooks(app: App) -> web.Application:
-    """The sub-app mounted at /webhooks."""
+def make_webhooks(
+    app: App,
+    *,
+    telegram: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+    sms: bool = True,
+) -> web.Application:
+    """The sub-app mounted at /webhooks: the SMS provider's callbacks (`sms`), and the
+    Telegram bot's updates when it takes them by webhook."""
     hooks = web.Application(client_max_size=MAX_BODY)
     hooks[_APP] = app
+    if telegram is not None:
+        hooks.router.add_route("POST", "/telegram", telegram)
+    if not sms:
+        return hooks
     provider = sms_provider(app.settings)
     if provider is not None:
         hooks[_PROVIDER] = provider

@@ -7,6 +7,7 @@ which the link opens; without a bot to link to, no invitation is queued.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -34,6 +35,9 @@ class SurveyInvites:
     max_visit_age_days: int
     night: Night | None
     link: str | None
+    buttons: Callable[[int], Mapping[str, Mapping[str, str]]] | None = None
+    """The visit's id -> per-channel extras carrying the survey's first question as buttons
+    (the client bot's inline keyboard), so the client answers with one tap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ async def invite_to_survey(
         context=message_context(invites.company, client, car, today, survey=survey),
         branch_id=branch_id,
         channels=channels,
+        extras=invites.buttons(visit_id) if invites.buttons else None,
     )
     await enqueue(
         session,

@@ -96,12 +96,29 @@ def money(ctx: Context, amount: Decimal | int | None, cents: bool = True) -> str
         return ""
     _expect(amount, (int, float, Decimal), "money", "a number")
     currency = str(ctx.get("currency") or "RUB")
-    locale = _locale_of(ctx)
+    return money_text(amount, str(ctx.get("locale") or "ru"), currency=currency, cents=cents)
+
+
+def money_text(
+    amount: Decimal | int | float, locale: str, *, currency: str = "RUB", cents: bool = True
+) -> str:
+    """Money as the `money` filter writes it, for code that is not a template (the bots)."""
+    where = _locale(locale)
     if cents:
-        return format_currency(amount, currency, locale=locale)
+        return format_currency(amount, currency, locale=where)
     return format_currency(
-        amount, currency, format="#,##0\u00a0¤", currency_digits=False, locale=locale
+        amount, currency, format="#,##0\u00a0¤", currency_digits=False, locale=where
     )
+
+
+def date_text(value: date, locale: str, style: str = "d MMMM") -> str:
+    """A date as the `date` filter writes it, for code that is not a template."""
+    return format_date(value, style, locale=_locale(locale))
+
+
+def number_text(value: int | Decimal | float, locale: str) -> str:
+    """A number as the `number` filter writes it ("15 000")."""
+    return format_decimal(value, locale=_locale(locale))
 
 
 @pass_context

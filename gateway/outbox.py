@@ -67,6 +67,9 @@ class Recipient:
     branch_id: int | None = None
     channels: Sequence[str] | None = None
     """The channels of the plan to render for this client (None: all of them)."""
+    extras: Mapping[str, Mapping[str, str]] | None = None
+    """Parts stored beside a channel's rendered text, e.g. {"telegram": {"reply_markup":
+    <inline keyboard JSON>}}: buttons that answer in the bot (a survey's scores)."""
 
 
 @dataclass(slots=True)
@@ -181,6 +184,9 @@ def _content(
 ) -> dict[str, dict[str, str]]:
     channels = plan if recipient.channels is None else recipient.channels
     content = template.render(recipient.context, channels).content
+    for channel, parts in (recipient.extras or {}).items():
+        if channel in content:
+            content[channel] = {**content[channel], **parts}
     return content if opt_out is None else opt_out.apply(content, kind, recipient.context)
 
 

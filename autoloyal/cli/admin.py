@@ -163,7 +163,7 @@ def run_command(
     from autoloyal.run import parse_roles, run
 
     settings = settings_of(ctx)
-    selected = guarded(lambda: parse_roles(roles))
+    selected = guarded(lambda: parse_roles(roles, settings))
     run_async(run(settings, selected))
 
 

@@ -8,6 +8,8 @@ mean the chat is gone; a text Telegram cannot parse is this message's fault alon
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -23,6 +25,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.types import InlineKeyboardMarkup
 
 from gateway.channels import Halted, Outgoing, Permanent, Sender, SendResult, Sent, Transient
 
@@ -76,7 +79,9 @@ class TelegramChannel:
         except ValueError:
             return Permanent(f"not a Telegram chat id: {message.address!r}")
         try:
-            sent = await self.bot.send_message(chat_id, message.content["text"])
+            sent = await self.bot.send_message(
+                chat_id, message.content["text"], reply_markup=_markup(message.content)
+            )
         except TelegramRetryAfter as exc:
             return Transient(f"Telegram: too many requests ({exc.message})", exc.retry_after)
         except TelegramForbiddenError as exc:
@@ -99,3 +104,9 @@ class TelegramChannel:
 
     async def close(self) -> None:
         await self.bot.session.close()
+
+
+def _markup(content: Mapping[str, str]) -> InlineKeyboardMarkup | None:
+    """The inline keyboard stored with the message (buttons that answer in the bot)."""
+    stored = content.get("reply_markup")
+    return None if not stored else InlineKeyboardMarkup.model_validate_json(stored)

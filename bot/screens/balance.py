@@ -1,0 +1,64 @@
+"""/balance: the balance, the tier and what the next one needs, what expires soon, and the
+last movements."""
+
+from __future__ import annotations
+
+from bot.screens.ui import Screen, esc
+from bot.texts import Texts
+from crm.bonuses.account import Account, Movement
+
+EXPIRING_WITHIN_DAYS = 30
+LAST_MOVEMENTS = 5
+
+
+def balance(t: Texts, account: Account) -> Screen:
+    standing = account.standing
+    lines = [
+        t._("💰 <b>Your balance: {amount}</b>").format(amount=t.money(account.balance)),
+        t._("Tier: «{tier}», {percent}% back in bonuses").format(
+            tier=esc(standing.tier.name), percent=t.number(standing.tier.accrual_percent)
+        ),
+    ]
+    if standing.next is not None and standing.to_next is not None:
+        lines.append(
+            t._("{amount} more to «{tier}»").format(
+                amount=t.money(standing.to_next), tier=esc(standing.next.name)
+            )
+        )
+    if account.expiring:
+        lines += ["", t._("⏳ <b>Expiring soon</b>")]
+        lines += [
+            t._("{amount} on {day}").format(amount=t.money(lot.amount), day=t.date(lot.expires_on))
+            for lot in account.expiring
+        ]
+    if account.movements:
+        lines += ["", t._("<b>Last movements</b>")]
+        lines += [_movement(t, m) for m in account.movements[:LAST_MOVEMENTS]]
+    else:
+        lines += ["", t._("No movements yet: bonuses come with every paid visit.")]
+    return Screen("\n".join(lines))
+
+
+def _movement(t: Texts, movement: Movement) -> str:
+    sign = "+" if movement.amount > 0 else "−"
+    amount = f"{sign}{t.money(abs(movement.amount))}"
+    return t._("{day}: {amount}, {what}").format(
+        day=t.date(movement.created_at.date(), "dd.MM.yyyy"),
+        amount=amount,
+        what=_kind(t, movement.kind),
+    )
+
+
+def _kind(t: Texts, kind: str) -> str:
+    names = {
+        "accrual": t._("for a visit"),
+        "welcome": t._("welcome bonus"),
+        "birthday": t._("birthday gift"),
+        "referral": t._("for a friend's invitation"),
+        "opening": t._("carried over"),
+        "adjustment": t._("adjustment"),
+        "redemption": t._("paid with bonuses"),
+        "reversal": t._("returned"),
+        "expiry": t._("expired"),
+    }
+    return names.get(kind, kind)

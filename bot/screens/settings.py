@@ -1,0 +1,69 @@
+"""/settings: offers and service messages per channel the client has, and the language."""
+
+from __future__ import annotations
+
+from bot.callbacks import SettingTap
+from bot.screens.ui import Button, Screen
+from bot.texts import Texts
+from crm.preferences import Preferences
+
+LANGUAGE_NAMES = {"ru": "Русский", "en": "English"}
+
+
+def channel_name(t: Texts, channel: str) -> str:
+    names = {"telegram": t._("Telegram"), "sms": t._("SMS"), "email": t._("E-mail")}
+    return names.get(channel, channel)
+
+
+def settings(t: Texts, prefs: Preferences, locale: str) -> Screen:
+    lines = [t._("⚙️ <b>Settings</b>"), ""]
+    lines.append(
+        t._("Offers: promotions and special offers. Service: reminders, bookings, surveys.")
+    )
+    rows: list[list[Button]] = []
+    for channel in prefs.reachable:
+        name = channel_name(t, channel)
+        ads, service = prefs.advertising[channel], prefs.service[channel]
+        rows.append(
+            [
+                Button(
+                    (
+                        t._("📣 Offers by {channel}: on")
+                        if ads
+                        else t._("📣 Offers by {channel}: off")
+                    ).format(channel=name),
+                    SettingTap(what="ads", channel=channel, on=not ads).pack(),
+                )
+            ]
+        )
+        rows.append(
+            [
+                Button(
+                    (
+                        t._("🔔 Service by {channel}: on")
+                        if service
+                        else t._("🔔 Service by {channel}: off")
+                    ).format(channel=name),
+                    SettingTap(what="service", channel=channel, on=not service).pack(),
+                )
+            ]
+        )
+    rows.append(
+        [
+            Button(
+                ("✅ " if code == locale else "") + label,
+                SettingTap(what="lang", channel=code, on=True).pack(),
+            )
+            for code, label in LANGUAGE_NAMES.items()
+        ]
+    )
+    lines.append(t._("Tap a line to switch it."))
+    return Screen("\n".join(lines), buttons=rows)
+
+
+def service_off_warning(t: Texts) -> str:
+    return t._("Service messages are off for this channel: you will not get reminders there.")
+
+
+def language_changed(t: Texts) -> Screen:
+    return Screen(t._("Language changed."), menu=True)

@@ -1,0 +1,1 @@
+"""One router per feature; `bot.telegram.app.build_dispatcher` composes them in order."""
