@@ -18,6 +18,7 @@ from crm.clock import Moment
 from crm.contacts import ContactError, normalize_phone
 from crm.errors import Conflict, DomainError
 from crm.linking import link_telegram
+from crm.names import given_name
 from crm.referrals import client_by_referral_code
 from storage.models import Client
 
@@ -48,6 +49,8 @@ class Onboarded:
     welcome: Moved | None
     referred_by: int | None
     """The client whose referral code was followed, when the referral was recorded."""
+    name: str = ""
+    """How to greet them, as the base knows them: "Иван Петрович"; "" when unknown."""
 
 
 async def link_by_phone(
@@ -73,7 +76,7 @@ async def link_by_phone(
     linked = await session.scalar(select(Client).where(Client.telegram_id == person.telegram_id))
     if linked is not None:
         if linked.phone == number:
-            return Onboarded(linked.id, False, True, None, None)
+            return Onboarded(linked.id, False, True, None, None, _greeting(linked))
         raise LinkedElsewhere("this account is linked to another client", field="telegram_id")
     client = await session.scalar(select(Client).where(Client.phone == number))
     created = client is None
@@ -85,7 +88,7 @@ async def link_by_phone(
         raise LinkedElsewhere("the client is linked to another account", field="phone")
     welcome = await link_telegram(session, rules, client.id, person.telegram_id, moment)
     referrer = await _refer(session, client.id, referral_code, moment)
-    return Onboarded(client.id, created, False, welcome, referrer)
+    return Onboarded(client.id, created, False, welcome, referrer, _greeting(client))
 
 
 async def follow_referral(
@@ -120,6 +123,10 @@ def _new_client(person: Person, phone: str, moment: Moment) -> Client:
         created_at=moment.now,
         updated_at=moment.now,
     )
+
+
+def _greeting(client: Client) -> str:
+    return given_name(client.first_name, client.middle_name)
 
 
 def _name(text: str | None) -> str | None:

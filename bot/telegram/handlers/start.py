@@ -74,7 +74,7 @@ def make_router(services: BotServices) -> Router:
             await render.answer(message, onboarding.already_linked(t), t)
         else:
             bonus = linked.welcome.amount if linked.welcome else None
-            name = who.name or sender.first_name
+            name = linked.name or sender.first_name
             screen = onboarding.welcome(
                 t,
                 name,
