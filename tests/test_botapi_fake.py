@@ -5,26 +5,42 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramBadRequest,
+    TelegramConflictError,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.methods import SendMessage
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllPrivateChats,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
 
-from tests.support.botapi import FakeBotAPI, SentMessage
+from tests.support import telegram_updates as tg
+from tests.support.botapi import FakeBotAPI, SentMessage, UploadedFile
 
 ALICE, BOB = 1001, 1002
+ALICE_USER = tg.TelegramUser(ALICE, "Алиса", "Петрова", username="alice")
+GROUP = -1001234567890
 
 
 @pytest.fixture
@@ -146,11 +162,12 @@ async def test_server_failure_answers_502(api: FakeBotAPI, bot: Bot) -> None:
 async def test_timeout_fires_on_the_client_but_telegram_still_delivers(
     api: FakeBotAPI, bot: Bot
 ) -> None:
-    # The fake stalls on the same event loop, so the client's 0.2 s run out first for sure.
-    api.fail_next("timeout", delay=1.0)
+    # The fake stalls past the client's timeout. The client gets 2 s, not less, to get the request
+    # out at all: a full garbage collection on a busy machine can pause the loop for 0.3 s.
+    api.fail_next("timeout", delay=4.0)
 
     with pytest.raises(TelegramNetworkError, match="timeout"):
-        await bot.send_message(ALICE, "maybe twice", request_timeout=0.2)  # type: ignore[arg-type]
+        await bot.send_message(ALICE, "maybe twice", request_timeout=2)
     assert api.sent == []
     await api.wait_sent(1, timeout=60)
 
@@ -477,3 +494,369 @@ async def test_the_unclosed_check_would_catch_a_leak(api: FakeBotAPI) -> None:
         gc.collect()
 
     assert any("Unclosed client session" in message for message in _unclosed(caught))
+
+
+# --- Webhook mode -----------------------------------------------------------------------------
+
+
+class Receiver:
+    """A webhook on 127.0.0.1: records each POST, answers the planned statuses, then `status`."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.got: list[tuple[str | None, dict[str, Any]]] = []
+        self.answers: list[int] = []
+        self.status = 200
+        self.reply: dict[str, Any] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        secret = request.headers.get("X-Telegram-Bot-Api-Secret-Token")
+        self.got.append((secret, await request.json()))
+        status = self.answers.pop(0) if self.answers else self.status
+        return web.json_response(self.reply if status == 200 else {}, status=status)
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    hook = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    runner, base = await serve(app)
+    hook.url = f"{base}/hook"
+    yield hook
+    await runner.cleanup()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_webhook_gets_updates_in_order_with_the_secret_and_retries(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    receiver.answers = [500]  # the first update is refused once, then taken
+
+    assert await bot.set_webhook(receiver.url, secret_token="s3cret_-X") is True
+    ids = [api.push_update(tg.text(ALICE_USER, f"сообщение {n}")) for n in range(3)]
+    await api.wait_delivered(3)
+
+    first, second, third = ids
+    assert api.webhook_deliveries == [(first, 500), (first, 200), (second, 200), (third, 200)]
+    assert [update["update_id"] for _, update in receiver.got] == [first, first, second, third]
+    assert {secret for secret, _ in receiver.got} == {"s3cret_-X"}
+    assert receiver.got[-1][1]["message"]["text"] == "сообщение 2"
+    info = await bot.get_webhook_info()
+    assert (info.url, info.pending_update_count) == (receiver.url, 0)
+    assert info.last_error_message == "Wrong response from the webhook: 500 Internal Server Error"
+
+
+async def test_a_webhook_without_a_secret_gets_no_secret_header(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    await bot.set_webhook(receiver.url)
+    api.push_update(tg.text(ALICE_USER, "привет"))
+    await api.wait_delivered(1)
+
+    assert receiver.got[0][0] is None
+
+
+async def test_an_unreachable_webhook_keeps_the_update_until_it_answers(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    runner, dead = await serve(web.Application())
+    await runner.cleanup()  # nothing listens there any more
+    await bot.set_webhook(f"{dead}/hook")
+    first = api.push_update(tg.text(ALICE_USER, "первое"))
+    await wait_until(lambda: len(api.webhook_deliveries) >= 2)
+    assert (await bot.get_webhook_info()).pending_update_count == 1
+    second = api.push_update(tg.text(ALICE_USER, "второе"))
+
+    await bot.set_webhook(receiver.url)
+    await api.wait_delivered(2)
+
+    assert {status for _, status in api.webhook_deliveries[:2]} == {0}
+    assert [update["update_id"] for _, update in receiver.got] == [first, second]
+
+
+async def test_get_updates_is_refused_while_a_webhook_is_set(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    receiver.status = 503  # the webhook keeps failing: the update stays pending
+    await bot.set_webhook(receiver.url)
+    pending = api.push_update(tg.text(ALICE_USER, "ждёт"))
+
+    with pytest.raises(TelegramConflictError, match="can't use getUpdates method while webhook"):
+        await bot.get_updates()
+    assert api.requests[-1].status == 409
+
+    assert await bot.delete_webhook() is True  # back to polling, the update is still there
+    assert (await bot.get_webhook_info()).url == ""
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [pending]
+
+
+async def test_drop_pending_updates_drops_them(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    api.push_update(tg.text(ALICE_USER, "старое"))
+    await bot.set_webhook(receiver.url, drop_pending_updates=True)
+    assert (await bot.get_webhook_info()).pending_update_count == 0
+
+    receiver.status = 503
+    api.push_update(tg.text(ALICE_USER, "тоже старое"))
+    await wait_until(lambda: len(api.webhook_deliveries) >= 2)
+    assert await bot.delete_webhook(drop_pending_updates=True) is True
+
+    assert await bot.get_updates(timeout=0) == []
+
+
+async def test_bad_webhook_parameters_are_refused(api: FakeBotAPI, bot: Bot) -> None:
+    with pytest.raises(TelegramBadRequest, match="secret token contains unallowed characters"):
+        await bot.set_webhook("http://127.0.0.1:1/hook", secret_token="has:colon")
+    with pytest.raises(TelegramBadRequest, match="An HTTPS URL must be provided"):
+        await bot.set_webhook("ftp://127.0.0.1/hook")
+
+    assert (await bot.get_webhook_info()).url == ""
+
+
+async def test_a_method_in_the_webhook_answer_is_carried_out(api: FakeBotAPI, bot: Bot) -> None:
+    # aiogram answers a webhook with the method a handler returns (multipart), like Telegram wants.
+    dispatcher = Dispatcher()
+
+    @dispatcher.message()
+    async def echo(message: Message) -> SendMessage:
+        return message.answer(f"Вы написали: {message.text}")
+
+    app = web.Application()
+    handler = SimpleRequestHandler(dispatcher, bot, handle_in_background=False, secret_token="k1")
+    handler.register(app, path="/tg")
+    runner, base = await serve(app)
+    try:
+        await bot.set_webhook(f"{base}/tg", secret_token="k1")
+        api.push_update(tg.text(ALICE_USER, "привет"))
+        await api.wait_delivered(1)
+        await api.wait_sent(1)
+    finally:
+        await runner.cleanup()
+
+    assert [(m.chat_id, m.text) for m in api.sent] == [(ALICE, "Вы написали: привет")]
+
+
+async def test_a_json_method_answer_is_carried_out_too(
+    api: FakeBotAPI, bot: Bot, receiver: Receiver
+) -> None:
+    receiver.reply = {"method": "sendMessage", "chat_id": ALICE, "text": "ответ"}
+    await bot.set_webhook(receiver.url)
+    api.push_update(tg.text(ALICE_USER, "вопрос"))
+    await api.wait_sent(1)
+
+    assert api.sent[0].text == "ответ"
+
+
+async def test_allowed_updates_filter_what_telegram_makes(api: FakeBotAPI, bot: Bot) -> None:
+    # By default Telegram leaves chat_member updates out.
+    assert api.push_update({"chat_member": {}}) is None
+    await bot.get_updates(timeout=0, allowed_updates=["message"])
+
+    assert api.push_update(tg.callback(ALICE_USER, "x", message_id=1)) is None
+    kept = api.push_update(tg.text(ALICE_USER, "текст"))
+
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [kept]
+    assert [next(iter(u)) for u in api.not_allowed] == ["chat_member", "callback_query"]
+    assert (await bot.get_webhook_info()).allowed_updates == ["message"]
+
+
+# --- More methods -----------------------------------------------------------------------------
+
+
+async def test_my_commands_per_language_and_scope(api: FakeBotAPI, bot: Bot) -> None:
+    ru = [
+        BotCommand(command="start", description="Начать"),
+        BotCommand(command="bonus", description="Баллы"),
+    ]
+    en = [BotCommand(command="start", description="Start")]
+    assert await bot.set_my_commands(ru, language_code="ru") is True
+    assert await bot.set_my_commands(en) is True
+
+    assert [c.model_dump() for c in await bot.get_my_commands(language_code="ru")] == [
+        c.model_dump() for c in ru
+    ]
+    assert [c.model_dump() for c in await bot.get_my_commands()] == [c.model_dump() for c in en]
+    assert await bot.get_my_commands(language_code="de") == []
+    assert (
+        await bot.get_my_commands(scope=BotCommandScopeAllPrivateChats(), language_code="ru") == []
+    )
+    assert api.commands == [
+        ([c.model_dump(exclude_none=True) for c in ru], "ru", None),
+        ([c.model_dump(exclude_none=True) for c in en], None, None),
+    ]
+
+    await bot.delete_my_commands(language_code="ru")
+    assert await bot.get_my_commands(language_code="ru") == []
+    with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
+        await bot.set_my_commands([BotCommand(command="Start", description="x")])
+    with pytest.raises(TelegramBadRequest, match="description must be non-empty"):
+        await bot.set_my_commands([BotCommand(command="start", description="")])
+
+
+async def test_leave_chat_is_recorded(api: FakeBotAPI, bot: Bot) -> None:
+    assert await bot.leave_chat(GROUP) is True
+
+    assert api.left_chats == [GROUP]
+
+
+async def test_edit_message_reply_markup(api: FakeBotAPI, bot: Bot) -> None:
+    def keyboard(data: str) -> InlineKeyboardMarkup:
+        button = InlineKeyboardButton(text="Да", callback_data=data)
+        return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+    sent = await bot.send_message(ALICE, "Подтвердите запись", reply_markup=keyboard("yes:1"))
+
+    edited = await bot.edit_message_reply_markup(
+        chat_id=ALICE, message_id=sent.message_id, reply_markup=keyboard("yes:2")
+    )
+    assert isinstance(edited, Message)
+    assert edited.text == "Подтвердите запись"
+    assert edited.reply_markup is not None
+    assert edited.reply_markup.model_dump() == keyboard("yes:2").model_dump()
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(
+            chat_id=ALICE, message_id=sent.message_id, reply_markup=keyboard("yes:2")
+        )
+    await bot.edit_message_reply_markup(chat_id=ALICE, message_id=sent.message_id)
+    shown = api.chat_message(ALICE, sent.message_id)
+    assert shown is not None
+    assert "reply_markup" not in shown
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_reply_markup(chat_id=ALICE, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="message to edit not found"):
+        await bot.edit_message_reply_markup(chat_id=ALICE, message_id=99)
+    assert len(api.sent) == 1
+
+
+async def test_photos_go_again_by_the_file_id_the_fake_issued(api: FakeBotAPI, bot: Bot) -> None:
+    first = await bot.send_photo(ALICE, BufferedInputFile(b"\x89PNG...", "car.png"))
+    assert first.photo is not None
+    file_id = first.photo[-1].file_id
+
+    again = await bot.send_photo(BOB, file_id, caption="Снова")
+    assert again.photo is not None
+    assert again.photo[-1].file_id == file_id
+    assert isinstance(api.sent[0].file, UploadedFile)
+    assert api.sent[0].file.filename == "car.png"
+    assert api.sent[1].file == file_id
+
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier/HTTP URL specified"):
+        await bot.send_photo(ALICE, "AgACAgIAAxkBAAIB-never-issued")
+    document = await bot.send_document(ALICE, BufferedInputFile(b"%PDF-1.4", "act.pdf"))
+    assert document.document is not None
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_photo(ALICE, document.document.file_id)
+    assert len(api.sent) == 3
+
+
+async def test_small_service_methods(api: FakeBotAPI, bot: Bot) -> None:
+    assert await bot.send_chat_action(ALICE, "typing") is True
+    with pytest.raises(TelegramBadRequest, match="wrong parameter action"):
+        await bot.send_chat_action(ALICE, "dancing")
+    assert await bot.answer_callback_query("cb-7", text="Готово", show_alert=True) is True
+    assert await bot.set_chat_menu_button(chat_id=ALICE) is True
+
+    assert api.callback_answers == [
+        {"callback_query_id": "cb-7", "text": "Готово", "show_alert": "true"}
+    ]
+
+
+async def test_delete_message(api: FakeBotAPI, bot: Bot) -> None:
+    sent = await bot.send_message(ALICE, "Временное")
+
+    assert await bot.delete_message(ALICE, sent.message_id) is True
+    assert api.chat_message(ALICE, sent.message_id) is None
+    with pytest.raises(TelegramBadRequest, match="message to delete not found"):
+        await bot.delete_message(ALICE, sent.message_id)
+    assert api.deleted_messages == [(ALICE, sent.message_id)]
+
+
+async def test_users_messages_share_the_chat_ids_and_may_be_deleted(
+    api: FakeBotAPI, bot: Bot
+) -> None:
+    update = tg.contact(ALICE_USER, "+79161234567")
+    api.push_update(update)
+    users_id = update["message"]["message_id"]
+
+    reply = await bot.send_message(ALICE, "Спасибо")
+    assert reply.message_id == users_id + 1
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):
+        await bot.edit_message_text("x", chat_id=ALICE, message_id=users_id)
+    assert await bot.delete_message(ALICE, users_id) is True
+
+
+# --- Update builders --------------------------------------------------------------------------
+
+
+BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
+    "text": lambda: tg.text(ALICE_USER, "Привет"),
+    "group text": lambda: tg.text(ALICE_USER, "Всем привет", chat_id=GROUP),
+    "command": lambda: tg.command(ALICE_USER, "start", "ref_ab12"),
+    "contact": lambda: tg.contact(ALICE_USER, "+79161234567"),
+    "foreign contact": lambda: tg.contact(
+        ALICE_USER, "+79160000000", user_id=None, first_name="Мама"
+    ),
+    "sticker": lambda: tg.sticker(ALICE_USER),
+    "photo": lambda: tg.photo(ALICE_USER),
+    "callback": lambda: tg.callback(ALICE_USER, "book:7", message_id=3, message_text="Запись"),
+    "blocked": lambda: tg.my_chat_member(ALICE_USER),
+    "unblocked": lambda: tg.my_chat_member(ALICE_USER, old="kicked", new="member"),
+    "added to group": lambda: tg.bot_added_to_group(ALICE_USER, GROUP),
+    "made admin": lambda: tg.my_chat_member(ALICE_USER, old="member", new="administrator"),
+    "restricted": lambda: tg.my_chat_member(ALICE_USER, old="member", new="restricted"),
+}
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_builders_make_updates_aiogram_accepts(name: str) -> None:
+    raw = BUILDERS[name]()
+
+    assert "update_id" not in raw
+    update = Update.model_validate(raw | {"update_id": 1})
+    assert update.event_type == next(iter(raw))
+
+
+def test_builders_say_what_telegram_says() -> None:
+    command = Update.model_validate(tg.command(ALICE_USER, "start", "ref_ab12") | {"update_id": 1})
+    assert command.message is not None
+    assert command.message.text == "/start ref_ab12"
+    assert command.message.entities is not None
+    assert command.message.entities[0].extract_from(command.message.text) == "/start"
+    assert command.message.chat.type == "private"
+
+    own = tg.contact(ALICE_USER, "+79161234567")["message"]["contact"]
+    assert (own["user_id"], own["first_name"]) == (ALICE, "Алиса")
+    assert "user_id" not in tg.contact(ALICE_USER, "+7916", user_id=None)["message"]["contact"]
+    group = tg.text(ALICE_USER, "x", chat_id=GROUP)["message"]["chat"]
+    assert (group["type"], group["title"]) == ("supergroup", "Группа")
+    one, two = tg.text(ALICE_USER, "1"), tg.text(ALICE_USER, "2")
+    assert two["message"]["message_id"] > one["message"]["message_id"]
+    query = tg.callback(ALICE_USER, "x", message_id=5)["callback_query"]
+    assert query["message"]["from"] == tg.BOT_USER == FakeBotAPI().bot_user
+    assert query["id"] != tg.callback(ALICE_USER, "x", message_id=5)["callback_query"]["id"]
+    blocked = tg.my_chat_member(ALICE_USER)["my_chat_member"]
+    assert (blocked["old_chat_member"]["status"], blocked["new_chat_member"]["status"]) == (
+        "member",
+        "kicked",
+    )
+    added = tg.bot_added_to_group(ALICE_USER, GROUP, "Автосервис")["my_chat_member"]
+    assert (added["chat"]["title"], added["from"]["id"]) == ("Автосервис", ALICE)
+    assert added["new_chat_member"]["status"] == "member"
+    with pytest.raises(ValueError, match="private chat"):
+        tg.text(ALICE_USER, "x", chat_id=BOB)

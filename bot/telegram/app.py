@@ -24,8 +24,9 @@ def build_dispatcher(
     per_minute: int = 30,
 ) -> Dispatcher:
     """Routers, first match wins: membership changes; the staff chat; /start and the
-    contact; the menu (a menu tap leaves any step in hand); the steps and buttons of the
-    survey, cars and settings; and last the help for anything else."""
+    contact; the menu (a menu tap leaves any step in hand); the reminder to share the
+    phone; the steps and buttons of the survey, cars and settings; and last the help for
+    anything else."""
     dp = Dispatcher(storage=storage or MemoryStorage())
     dp["services"] = services
     dp.include_routers(
@@ -33,6 +34,7 @@ def build_dispatcher(
         staff.make_router(services),
         start.make_router(services),
         menu.make_router(services),
+        start.make_reminder_router(services),
         survey.make_router(services),
         cars.make_router(services),
         settings.make_router(services),

@@ -88,11 +88,6 @@ def make_router(services: BotServices) -> Router:
         if payload and not payload.startswith(REFERRAL):
             await _follow(message, payload, linked.client_id, None, state, t, greet=False)
 
-    @router.message(Onboarding.contact)
-    async def no_contact_yet(message: Message, t: Texts) -> None:
-        name = message.from_user.first_name if message.from_user else None
-        await render.answer(message, onboarding.ask_contact(t, services.company, name), t)
-
     @router.callback_query(AdsAnswer.filter())
     async def advertising(
         query: CallbackQuery, callback_data: AdsAnswer, who: Who, t: Texts
@@ -142,5 +137,19 @@ def make_router(services: BotServices) -> Router:
             return
         if greet:
             await render.answer(message, menu.main_menu(t, services.company, name), t)
+
+    return router
+
+
+def make_reminder_router(services: BotServices) -> Router:
+    """Someone asked for their phone who writes anything else gets asked again; it comes
+    after the menu, so /help and booking work before linking."""
+    router = Router(name="start-reminder")
+    router.message.filter(F.chat.type == "private")
+
+    @router.message(Onboarding.contact)
+    async def no_contact_yet(message: Message, t: Texts) -> None:
+        name = message.from_user.first_name if message.from_user else None
+        await render.answer(message, onboarding.ask_contact(t, services.company, name), t)
 
     return router
