@@ -93,7 +93,7 @@ async def test_bonuses_expiring_within_30_days_are_listed_with_their_dates(
     async with bot_chat(db, clock) as chat:
         [answer] = await chat.send(tg.command(IVAN, "balance"))
     assert "Скоро сгорят" in answer.text
-    assert "200\u00a0₽ — 4 декабря" in answer.text
+    assert "200\u00a0₽ — 4 декабря (через 10 дней)" in answer.text
     assert "500\u00a0₽ —" not in answer.text  # expires in 90 days: not soon
 
 

@@ -104,3 +104,21 @@ def test_the_language_is_the_clients_then_the_messengers_then_the_companys(
     chosen: str | None, messenger: str | None, expected: str
 ) -> None:
     assert pick_locale(chosen, messenger, "ru") == expected
+
+
+@pytest.mark.parametrize(
+    ("days", "russian", "english"),
+    [
+        (1, "через 1 день", "in 1 day"),
+        (3, "через 3 дня", "in 3 days"),
+        (5, "через 5 дней", "in 5 days"),
+        (11, "через 11 дней", "in 11 days"),
+        (21, "через 21 день", "in 21 days"),
+        (1000, "через 1\u00a0000 дней", "in 1,000 days"),
+    ],
+)
+def test_plurals_follow_each_languages_rules(days: int, russian: str, english: str) -> None:
+    catalogs = Catalogs("ru")
+    ru, en = (Texts(code, catalogs.locales[code]) for code in ("ru", "en"))
+    assert ru.n_("in {n} day", "in {n} days", days) == russian
+    assert en.n_("in {n} day", "in {n} days", days) == english

@@ -3,6 +3,8 @@ last movements."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from bot.screens.ui import Screen, esc
 from bot.texts import Texts
 from crm.bonuses.account import Account, Movement
@@ -11,7 +13,7 @@ EXPIRING_WITHIN_DAYS = 30
 LAST_MOVEMENTS = 5
 
 
-def balance(t: Texts, account: Account) -> Screen:
+def balance(t: Texts, account: Account, today: date) -> Screen:
     standing = account.standing
     lines = [
         t._("💰 <b>Your balance: {amount}</b>").format(amount=t.money(account.balance)),
@@ -28,7 +30,11 @@ def balance(t: Texts, account: Account) -> Screen:
     if account.expiring:
         lines += ["", t._("⏳ <b>Expiring soon</b>")]
         lines += [
-            t._("{amount} on {day}").format(amount=t.money(lot.amount), day=t.date(lot.expires_on))
+            t._("{amount} on {day} ({left})").format(
+                amount=t.money(lot.amount),
+                day=t.date(lot.expires_on),
+                left=_days_left(t, (lot.expires_on - today).days),
+            )
             for lot in account.expiring
         ]
     if account.movements:
@@ -37,6 +43,12 @@ def balance(t: Texts, account: Account) -> Screen:
     else:
         lines += ["", t._("No movements yet: bonuses come with every paid visit.")]
     return Screen("\n".join(lines))
+
+
+def _days_left(t: Texts, days: int) -> str:
+    if days <= 0:
+        return t._("today")
+    return t.n_("in {n} day", "in {n} days", days)
 
 
 def _movement(t: Texts, movement: Movement) -> str:

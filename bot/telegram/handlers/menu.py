@@ -68,7 +68,7 @@ def make_router(services: BotServices) -> Router:
                 movements=balance_screens.LAST_MOVEMENTS,
                 expiring_within_days=balance_screens.EXPIRING_WITHIN_DAYS,
             )
-        await render.answer(message, balance_screens.balance(t, found), t)
+        await render.answer(message, balance_screens.balance(t, found, moment.today), t)
 
     @needs_client.message(MenuTap(MenuKey.CARD, labels))
     async def card(message: Message, state: FSMContext, who: Who, t: Texts) -> None:
