@@ -3,7 +3,10 @@ role allows it (`Permission.TAKE_COMPLAINT`); the middleware checks the flag."""
 
 from __future__ import annotations
 
-from aiogram import F, Router
+import contextlib
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
@@ -46,6 +49,17 @@ def make_router(services: BotServices) -> Router:
     async def ask_note(
         query: CallbackQuery, callback_data: ComplaintTap, state: FSMContext
     ) -> None:
+        t = services.staff_texts
+        try:
+            async with services.read() as session:
+                facts = await complaint_facts(session, callback_data.complaint)
+        except NotFound:
+            facts = None
+        if facts is None or facts.state == RESOLVED:  # a stale button: show how it ended
+            await query.answer(await _why_not(services, callback_data.complaint), show_alert=True)
+            if facts is not None and isinstance(query.message, Message):
+                await render.edit(query.message, screens.alert(t, facts), t)
+            return
         await state.set_state(Resolution.note)
         await state.update_data(
             complaint=callback_data.complaint,
@@ -53,14 +67,13 @@ def make_router(services: BotServices) -> Router:
         )
         await query.answer()
         if isinstance(query.message, Message):
-            t = services.staff_texts
             text = t._("{who}, how was complaint #{id} resolved? Reply with one message.").format(
                 who=query.from_user.first_name, id=callback_data.complaint
             )
             await query.message.answer(text)
 
     @router.message(Resolution.note, F.text, flags=_MAY)
-    async def note(message: Message, state: FSMContext, who: Who) -> None:
+    async def note(message: Message, state: FSMContext, who: Who, bot: Bot) -> None:
         assert who.staff is not None
         data = await state.get_data()
         await state.clear()
@@ -77,7 +90,14 @@ def make_router(services: BotServices) -> Router:
         except DomainError:
             await message.answer(await _why_not(services, int(data.get("complaint") or 0)))
             return
-        await render.answer(message, screens.alert(t, facts), t)
+        resolved = screens.alert(t, facts)
+        alert = data.get("alert")
+        if isinstance(alert, int):  # the alert itself says how it ended, with no more buttons
+            with contextlib.suppress(TelegramBadRequest):
+                await bot.edit_message_text(
+                    resolved.text, chat_id=message.chat.id, message_id=alert, reply_markup=None
+                )
+        await render.answer(message, resolved, t)
 
     return router
 

@@ -122,7 +122,7 @@ def make_router(services: BotServices) -> Router:
         """Where a deep link leads a linked client."""
         if payload.startswith(SURVEY) and payload.removeprefix(SURVEY).isdigit():
             visit = int(payload.removeprefix(SURVEY))
-            await survey.open_survey(services, message, client_id, visit, t)
+            await survey.open_survey(services, message, state, client_id, visit, t)
             return
         if payload == BOOK:
             await render.answer(message, menu.book(t, services.company), t)

@@ -3,9 +3,11 @@ alert a low answer raises, sent after the answer is committed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
@@ -27,16 +29,36 @@ CHANNEL = "telegram"
 
 
 async def open_survey(
-    services: BotServices, message: Message, client_id: int, visit_id: int, t: Texts
+    services: BotServices,
+    message: Message,
+    state: FSMContext,
+    client_id: int,
+    visit_id: int,
+    t: Texts,
 ) -> None:
-    """The survey of one visit where the client stands (the `survey_<visit>` deep link)."""
+    """The survey of one visit where the client stands (the `survey_<visit>` deep link);
+    at the comment question, the next message is taken as the comment."""
     try:
         async with services.read() as session:
             visit = await survey_visit(session, visit_id, client_id)
     except DomainError:
         await render.answer(message, screens.not_yours(t), t)
         return
-    await render.answer(message, screens.current(t, visit, visit.state), t)
+    shown = await render.answer(message, screens.current(t, visit, visit.state), t)
+    step = visit.state.step if visit.state else None
+    await _await_comment(state, visit.visit_id, step, shown.message_id)
+
+
+async def _await_comment(
+    state: FSMContext, visit_id: int, step: str | None, question_id: int | None
+) -> None:
+    """At the comment question the next message is the comment; the question's message id
+    is kept so its skip button can go once the comment is in."""
+    if step == COMMENT:
+        await state.set_state(SurveyComment.text)
+        await state.update_data(visit=visit_id, question=question_id)
+    elif step == DONE:
+        await state.clear()
 
 
 def make_router(services: BotServices) -> Router:
@@ -71,11 +93,8 @@ def make_router(services: BotServices) -> Router:
             await query.answer(screens.not_yours(t).text, show_alert=True)
             return
         await query.answer()
-        if answered.state.step == COMMENT:
-            await state.set_state(SurveyComment.text)
-            await state.update_data(visit=visit.visit_id)
-        elif answered.state.step == DONE:
-            await state.clear()
+        question = query.message.message_id if query.message else None
+        await _await_comment(state, visit.visit_id, answered.state.step, question)
         if isinstance(query.message, Message):
             await render.edit(query.message, _screen(services, t, visit, answered), t)
         await _tell_staff(services, bot, answered)
@@ -83,7 +102,8 @@ def make_router(services: BotServices) -> Router:
     @router.message(SurveyComment.text, F.text)
     async def comment(message: Message, state: FSMContext, who: Who, t: Texts, bot: Bot) -> None:
         assert who.client_id is not None
-        visit_id = int((await state.get_data()).get("visit") or 0)
+        data = await state.get_data()
+        visit_id, question = int(data.get("visit") or 0), data.get("question")
         await state.clear()
         try:
             async with services.write() as session:
@@ -101,6 +121,11 @@ def make_router(services: BotServices) -> Router:
         except DomainError:
             await render.answer(message, screens.not_yours(t), t)
             return
+        if isinstance(question, int) and answered.counted:  # the skip button is moot now
+            with contextlib.suppress(TelegramBadRequest):
+                await bot.edit_message_reply_markup(
+                    chat_id=message.chat.id, message_id=question, reply_markup=None
+                )
         await render.answer(message, _screen(services, t, visit, answered), t)
         await _tell_staff(services, bot, answered)
 
