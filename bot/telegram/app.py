@@ -40,5 +40,6 @@ def build_dispatcher(
         settings.make_router(services),
         fallback.make_router(services),
     )
-    dp["in_flight"] = middlewares.register(dp, services, flood or MemoryFloodCounter(), per_minute)
+    dp["flood"] = counter = flood or MemoryFloodCounter()
+    dp["in_flight"] = middlewares.register(dp, services, counter, per_minute)
     return dp

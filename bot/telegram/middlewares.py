@@ -10,6 +10,7 @@ routers that need one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -104,12 +105,15 @@ class ErrorGuard(BaseMiddleware):
                 update.event_type if update else type(event).__name__,
                 type(exc).__name__,
             )
-            await self._apologise(data)
+            await self._apologise(update, data)
             return None
 
-    async def _apologise(self, data: dict[str, Any]) -> None:
+    async def _apologise(self, update: Update | None, data: dict[str, Any]) -> None:
         chat: Chat | None = data.get("event_chat")
         bot: Bot | None = data.get("bot")
+        if bot is not None and update is not None and update.callback_query is not None:
+            with contextlib.suppress(Exception):  # the button stops spinning, whatever else
+                await bot.answer_callback_query(update.callback_query.id)
         if chat is None or bot is None or chat.type != ChatType.PRIVATE:
             return
         who: Who | None = data.get("who")
@@ -153,6 +157,8 @@ class FloodCounter(Protocol):
         """Count one update of `user_id` in minute `window`; return the count so far."""
         ...
 
+    async def close(self) -> None: ...
+
 
 class MemoryFloodCounter:
     def __init__(self) -> None:
@@ -164,6 +170,9 @@ class MemoryFloodCounter:
         key = (user_id, window)
         self._counts[key] = self._counts.get(key, 0) + 1
         return self._counts[key]
+
+    async def close(self) -> None:
+        self._counts.clear()
 
 
 class RedisFloodCounter:
@@ -180,10 +189,13 @@ class RedisFloodCounter:
             count, _ = await pipe.execute()
         return int(count)
 
+    async def close(self) -> None:
+        await self.redis.aclose()
+
 
 class Throttle(BaseMiddleware):
     """At most `per_minute` updates a user a minute; the first one over gets one notice,
-    the rest are dropped unanswered. Staff are not throttled."""
+    the rest are dropped (a button only stops spinning). Staff are not throttled."""
 
     def __init__(self, counter: FloodCounter, per_minute: int, services: BotServices) -> None:
         self.counter, self.per_minute, self.services = counter, per_minute, services
@@ -196,9 +208,11 @@ class Throttle(BaseMiddleware):
         if count <= self.per_minute:
             return await handler(event, data)
         chat: Chat | None = data.get("event_chat")
+        bot: Bot = data["bot"]
+        if isinstance(event, Update) and event.callback_query is not None:
+            await bot.answer_callback_query(event.callback_query.id)  # no spinning button
         if count == self.per_minute + 1 and chat is not None and chat.type == ChatType.PRIVATE:
             locale = pick_locale(None, user.language_code, self.services.company.locale)
-            bot: Bot = data["bot"]
             await bot.send_message(chat.id, menu.slow_down(self.services.texts(locale)).text)
         log.info("user %s over %d updates a minute: dropped", user.id, self.per_minute)
         return None

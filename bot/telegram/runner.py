@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from bot.i18n import LOCALES
 from bot.screens.menu import commands
-from bot.telegram.middlewares import InFlight
+from bot.telegram.middlewares import FloodCounter, InFlight
 from bot.telegram.services import BotServices
 
 log = logging.getLogger("autoloyal.bot")
@@ -39,6 +39,7 @@ class BotRole:
         self.bot, self.dp, self.services = bot, dp, services
         self.webhook_url, self.secret = webhook_url, secret
         self._polling: asyncio.Task[None] | None = None
+        self._polling_started = asyncio.Event()
         self._stopping = False
 
     @property
@@ -57,6 +58,7 @@ class BotRole:
             log.info("role bot: @%s, updates by webhook at %s", me.username, self.webhook_url)
             return
         await self.bot.delete_webhook(drop_pending_updates=False)
+        self.dp.startup.register(self._polling_started.set)
         self._polling = asyncio.create_task(
             self.dp.start_polling(
                 self.bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed
@@ -76,9 +78,16 @@ class BotRole:
         """Take no new update, finish the ones in hand, close the session."""
         self._stopping = True
         if self._polling is not None:
-            await self.dp.stop_polling()
+            # Polling can be stopped once it started: a stop right after start waits for it.
+            started = asyncio.ensure_future(self._polling_started.wait())
+            await asyncio.wait({started, self._polling}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            if not self._polling.done():
+                await self.dp.stop_polling()
             await self._polling
         await self.in_flight.idle()
+        flood: FloodCounter = self.dp["flood"]
+        await flood.close()
         await self.dp.storage.close()
         await self.bot.session.close()
 
