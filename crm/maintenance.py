@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Float, Select, bindparam, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -270,16 +270,53 @@ async def forecast(
     car_ids: Sequence[int] | None = None,
 ) -> list[CarForecast]:
     """The forecast for one client's cars, or for the given cars (the bot, the scheduler)."""
-    cars: ColumnElement[bool] | None = None
+    query = _forecast_statement(policy, today, client_id is not None, car_ids is not None)
+    params: dict[str, Any] = {}
     if client_id is not None:
-        cars = Car.client_id == client_id
+        params["forecast_client"] = client_id
     if car_ids is not None:
-        chosen = Car.id.in_(list(car_ids))
+        params["forecast_cars"] = list(car_ids)
+    result = await session.execute(query, params)
+    return [_forecast(dict(row._mapping)) for row in result]
+
+
+_STATEMENTS: dict[tuple[Any, ...], Select[Any]] = {}
+_STATEMENTS_KEPT = 16
+
+
+def _forecast_statement(
+    policy: MaintenancePolicy, today: date, by_client: bool, by_cars: bool
+) -> Select[Any]:
+    """The forecast query with the client and the cars as bound parameters, built once per
+    policy and day: building it costs more than running it for one client's cars, and the
+    bot asks for it on every /cars."""
+    key = (_policy_key(policy), today, by_client, by_cars)
+    found = _STATEMENTS.get(key)
+    if found is not None:
+        return found
+    cars: ColumnElement[bool] | None = None
+    if by_client:
+        cars = Car.client_id == bindparam("forecast_client")
+    if by_cars:
+        chosen = Car.id.in_(bindparam("forecast_cars", expanding=True))
         cars = chosen if cars is None else cars & chosen
     rows = forecast_query(policy, today, cars).subquery()
-    query = select(rows)
-    result = await session.execute(query.order_by(rows.c.planned, rows.c.car_id))
-    return [_forecast(dict(row._mapping)) for row in result]
+    statement = select(rows).order_by(rows.c.planned, rows.c.car_id)
+    if len(_STATEMENTS) >= _STATEMENTS_KEPT:  # yesterday's are no longer asked for
+        _STATEMENTS.clear()
+    _STATEMENTS[key] = statement
+    return statement
+
+
+def _policy_key(policy: MaintenancePolicy) -> tuple[Any, ...]:
+    return (
+        policy.interval_km,
+        policy.interval_months,
+        policy.daily_km,
+        tuple(sorted(policy.makes.items())),
+        policy.window_days,
+        policy.min_span_days,
+    )
 
 
 _FILTER_COLUMNS = {"km_day", "time_day", "base_day", "today_day"}

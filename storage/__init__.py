@@ -11,8 +11,8 @@ from storage.bonuses import (
     DiscountCard,
     Referral,
 )
-from storage.feedback import Complaint, SurveyAnswer, TelegramFile
 from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
+from storage.feedback import Complaint, SurveyAnswer, TelegramFile
 from storage.migrate import current_revision, upgrade
 from storage.models import (
     AppSecret,

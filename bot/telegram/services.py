@@ -7,12 +7,14 @@ transaction holds the one write lock, which the dispatcher and the API need too)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.i18n import Catalogs
 from bot.texts import Texts
@@ -40,6 +42,10 @@ class BotServices:
     staff: StaffDirectory
     staff_chat_id: int | None
     catalogs: Catalogs
+    write_turns: asyncio.Lock | None = None
+    """On SQLite, one write transaction of the bot's at a time (see `autoloyal.telegram_bot`)."""
+    engine: AsyncEngine | None = None
+    """An engine of the bot's own, disposed of by `close`."""
 
     def moment(self) -> Moment:
         return Moment.of(self.clock, self.zone)
@@ -47,8 +53,13 @@ class BotServices:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction, committed when the block ends without an exception."""
-        async with self.sessions() as session, session.begin():
+        turn: AbstractAsyncContextManager[Any] = self.write_turns or nullcontext()
+        async with turn, self.sessions() as session, session.begin():
             yield session
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
