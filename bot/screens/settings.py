@@ -24,30 +24,12 @@ def settings(t: Texts, prefs: Preferences, locale: str) -> Screen:
     for channel in prefs.reachable:
         name = channel_name(t, channel)
         ads, service = prefs.advertising[channel], prefs.service[channel]
-        rows.append(
-            [
-                Button(
-                    (
-                        t._("📣 Offers by {channel}: on")
-                        if ads
-                        else t._("📣 Offers by {channel}: off")
-                    ).format(channel=name),
-                    SettingTap(what="ads", channel=channel, on=not ads).pack(),
-                )
-            ]
+        offers = t._("📣 Offers by {channel}: on") if ads else t._("📣 Offers by {channel}: off")
+        reminders = (
+            t._("🔔 Service by {channel}: on") if service else t._("🔔 Service by {channel}: off")
         )
-        rows.append(
-            [
-                Button(
-                    (
-                        t._("🔔 Service by {channel}: on")
-                        if service
-                        else t._("🔔 Service by {channel}: off")
-                    ).format(channel=name),
-                    SettingTap(what="service", channel=channel, on=not service).pack(),
-                )
-            ]
-        )
+        rows.append([_switch(offers.format(channel=name), "ads", channel, ads)])
+        rows.append([_switch(reminders.format(channel=name), "service", channel, service)])
     rows.append(
         [
             Button(
@@ -59,6 +41,11 @@ def settings(t: Texts, prefs: Preferences, locale: str) -> Screen:
     )
     lines.append(t._("Tap a line to switch it."))
     return Screen("\n".join(lines), buttons=rows)
+
+
+def _switch(label: str, what: str, channel: str, on: bool) -> Button:
+    """A line that turns what it shows the other way."""
+    return Button(label, SettingTap(what=what, channel=channel, on=not on).pack())
 
 
 def service_off_warning(t: Texts) -> str:
