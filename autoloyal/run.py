@@ -66,7 +66,7 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         log.info("database %s at revision %s", masked_url(settings), revision)
         bot = bot_role(app) if "bot" in roles else None
         if not settings.telegram.token:
-            log.info("role bot: off (no [telegram] token)")
+            log.info("the client bot is off: no [telegram] token")
         webhook = bot.handle_webhook if bot is not None and bot.webhook_url else None
         serve = "api" in roles or webhook is not None
         runners = [await _start_api(app, webhook, api="api" in roles)] if serve else []
