@@ -62,6 +62,7 @@ def bot_services(app: App) -> BotServices:
         staff=staff_directory(settings),
         staff_chat_id=settings.telegram.staff_chat_id,
         catalogs=Catalogs(settings.company.locale),
+        bot_username=settings.telegram.bot_username,
     )
 
 

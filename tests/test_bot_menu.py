@@ -213,3 +213,29 @@ async def test_a_menu_tap_leaves_the_step_in_hand(db: Database, clock: FakeClock
         [unknown] = await chat.send(tg.text(IVAN, "31000"))
     assert "Ваш баланс" in balance.text
     assert "Не понял вас" in unknown.text  # no longer in the odometer step
+
+
+async def test_the_balance_offers_the_clients_own_invitation_link_which_a_friend_can_follow(
+    db: Database, clock: FakeClock
+) -> None:
+    from storage.bonuses import Referral
+    from storage.models import Client
+
+    ivan = await linked_client(db)
+    async with bot_chat(db, clock) as chat:
+        [first] = await chat.send(tg.command(IVAN, "balance"))
+        [again] = await chat.send(tg.command(IVAN, "balance"))
+        async with db.sessions() as session:
+            code = await session.scalar(select(Client.referral_code).where(Client.id == ivan))
+        assert code is not None
+        link = f"https://t.me/autoloyal_test_bot?start=ref_{code}"
+        assert f"Пригласите друга: {link}" in first.text
+        assert "вы получите 500\u00a0₽, а друг — 500\u00a0₽" in first.text
+        assert link in again.text  # the same code every time
+        friend = tg.TelegramUser(777, "Ольга")
+        await chat.send(tg.command(friend, "start", f"ref_{code}"))
+        await chat.send(tg.contact(friend, "+79161234567"))
+    async with db.sessions() as session:
+        referral = await session.scalar(select(Referral))
+    assert referral is not None
+    assert referral.referrer_id == ivan

@@ -3,7 +3,9 @@ last movements."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from bot.screens.ui import Screen, esc
 from bot.texts import Texts
@@ -13,7 +15,7 @@ EXPIRING_WITHIN_DAYS = 30
 LAST_MOVEMENTS = 5
 
 
-def balance(t: Texts, account: Account, today: date) -> Screen:
+def balance(t: Texts, account: Account, today: date, invite: Invitation | None = None) -> Screen:
     standing = account.standing
     lines = [
         t._("💰 <b>Your balance: {amount}</b>").format(amount=t.money(account.balance)),
@@ -42,7 +44,29 @@ def balance(t: Texts, account: Account, today: date) -> Screen:
         lines += [_movement(t, m) for m in account.movements[:LAST_MOVEMENTS]]
     else:
         lines += ["", t._("No movements yet: bonuses come with every paid visit.")]
+    if invite is not None:
+        lines += ["", _invitation(t, invite)]
     return Screen("\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """The client's referral code, the link that carries it, and what a referral earns."""
+
+    code: str
+    link: str | None
+    referrer_gets: Decimal
+    friend_gets: Decimal
+
+
+def _invitation(t: Texts, invite: Invitation) -> str:
+    where = invite.link or t._("your code {code}").format(code=invite.code)
+    text = t._("🤝 Invite a friend: {where}").format(where=esc(where))
+    if invite.referrer_gets > 0 or invite.friend_gets > 0:
+        text += "\n" + t._(
+            "After their first paid visit you get {yours} and your friend {theirs}."
+        ).format(yours=t.money(invite.referrer_gets), theirs=t.money(invite.friend_gets))
+    return text
 
 
 def _days_left(t: Texts, days: int) -> str:

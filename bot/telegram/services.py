@@ -42,6 +42,8 @@ class BotServices:
     staff: StaffDirectory
     staff_chat_id: int | None
     catalogs: Catalogs
+    bot_username: str = ""
+    """The bot's @username, for links that open it (a friend's invitation)."""
     write_turns: asyncio.Lock | None = None
     """On SQLite, one write transaction of the bot's at a time (see `autoloyal.telegram_bot`)."""
     engine: AsyncEngine | None = None

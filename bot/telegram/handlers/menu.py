@@ -20,6 +20,7 @@ from bot.telegram.middlewares import Who, require_client
 from bot.telegram.services import BotServices
 from bot.texts import Texts
 from crm.bonuses.account import account
+from crm.referrals import existing_referral_code, referral_code
 from storage.feedback import TelegramFile
 
 
@@ -68,7 +69,10 @@ def make_router(services: BotServices) -> Router:
                 movements=balance_screens.LAST_MOVEMENTS,
                 expiring_within_days=balance_screens.EXPIRING_WITHIN_DAYS,
             )
-        await render.answer(message, balance_screens.balance(t, found, moment.today), t)
+            code = await existing_referral_code(session, who.client_id)
+        invite = await _invitation(services, who.client_id, code)
+        screen = balance_screens.balance(t, found, moment.today, invite)
+        await render.answer(message, screen, t)
 
     @needs_client.message(MenuTap(MenuKey.CARD, labels))
     async def card(message: Message, state: FSMContext, who: Who, t: Texts) -> None:
@@ -119,6 +123,22 @@ def make_router(services: BotServices) -> Router:
         await settings.show_settings(services, message, who.client_id, t)
 
     return router
+
+
+async def _invitation(
+    services: BotServices, client_id: int, code: str | None
+) -> balance_screens.Invitation:
+    """The client's referral code and link; the code is made the first time it is shown."""
+    if code is None:
+        async with services.write() as session:
+            code = await referral_code(session, client_id)
+    link = f"https://t.me/{services.bot_username}?start=ref_{code}"
+    return balance_screens.Invitation(
+        code,
+        link if services.bot_username else None,
+        services.bonuses.referral_referrer,
+        services.bonuses.referral_referred,
+    )
 
 
 __all__ = ["MenuTap", "make_router"]
