@@ -24,6 +24,12 @@ from bot.telegram.services import BotServices
 log = logging.getLogger("autoloyal.bot")
 
 WEBHOOK_PATH = "/webhooks/telegram"
+CONCURRENT_UPDATES = 32
+"""Updates handled at once; the rest of a burst waits its turn. Without a bound, a burst of
+reads (every /balance is a few short statements on the loop) keeps a write (a survey
+answer) waiting for its turn on the loop over and over: seconds each at a few hundred at
+once (bench/client_bot.py --outstanding 500). Telegram's webhooks have their own bound,
+max_connections (40 by default)."""
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -81,7 +87,11 @@ class BotRole:
         self.dp.startup.register(self._polling_started.set)
         self._polling = asyncio.create_task(
             self.dp.start_polling(
-                self.bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed
+                self.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                allowed_updates=allowed,
+                tasks_concurrency_limit=CONCURRENT_UPDATES,
             )
         )
         log.info("role bot: @%s, long polling", me.username)
