@@ -49,11 +49,6 @@ async def link_telegram(
 BLOCKED_REASON = "the client blocked the bot"
 
 
-async def client_by_telegram(session: AsyncSession, telegram_id: int) -> Client | None:
-    """The client this Telegram account is linked to, if any."""
-    return await session.scalar(select(Client).where(Client.telegram_id == telegram_id))
-
-
 async def telegram_blocked(session: AsyncSession, telegram_id: int, now: datetime) -> int | None:
     """The client blocked the bot: mark their Telegram unreachable, as a refused send does,
     so messages fall through to their next channel at once. Returns the client's id."""

@@ -83,10 +83,6 @@ def slow_down(t: Texts) -> Screen:
     return Screen(t._("Too many messages at once. Please wait a minute and try again."))
 
 
-def need_link(t: Texts) -> Screen:
-    return Screen(t._("First, please share your phone number so we can find your records."))
-
-
 def contact_centre(t: Texts, company: CompanyInfo) -> list[str]:
     return _contacts(t, company)
 

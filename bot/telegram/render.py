@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
@@ -91,10 +90,6 @@ async def edit(message: Message, screen: Screen, t: Texts) -> None:
         if "not modified" in exc.message:
             return
         await message.answer(screen.text, reply_markup=markup(screen, t))
-
-
-def telegram_content(rows: Rows) -> Mapping[str, str]:
-    return {"reply_markup": inline_json(rows)}
 
 
 async def answer(message: Message, screen: Screen, t: Texts) -> Message:
