@@ -46,11 +46,6 @@ async def referral_code(session: AsyncSession, client_id: int) -> str:
     raise RuntimeError(f"no free referral code in {_TRIES} tries")  # 31^6 codes: never
 
 
-async def existing_referral_code(session: AsyncSession, client_id: int) -> str | None:
-    """The client's code if one was made; reads only, so showing it never writes."""
-    return await session.scalar(select(Client.referral_code).where(Client.id == client_id))
-
-
 def clean_code(text: str) -> str | None:
     """A code as typed or carried by a link, upper-cased; None when it cannot be one."""
     code = text.strip().upper()

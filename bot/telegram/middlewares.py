@@ -51,6 +51,8 @@ class Who:
     """How to greet them: "Иван Петрович"."""
     language: str | None = None
     staff: StaffMember | None = None
+    referral_code: str | None = None
+    """Their code for friends, once made (read here, so /balance needs no query of its own)."""
 
 
 class InFlight(BaseMiddleware):
@@ -232,9 +234,13 @@ class WhoIsWriting(BaseMiddleware):
         async with self.services.read() as session:
             row = (
                 await session.execute(
-                    select(Client.id, Client.first_name, Client.middle_name, Client.language).where(
-                        Client.telegram_id == user.id
-                    )
+                    select(
+                        Client.id,
+                        Client.first_name,
+                        Client.middle_name,
+                        Client.language,
+                        Client.referral_code,
+                    ).where(Client.telegram_id == user.id)
                 )
             ).first()
         staff = self.services.staff.find(user.id)
@@ -242,7 +248,7 @@ class WhoIsWriting(BaseMiddleware):
             data["who"] = Who(user.id, staff=staff)
         else:
             name = given_name(row.first_name, row.middle_name) or None
-            data["who"] = Who(user.id, row.id, name, row.language, staff)
+            data["who"] = Who(user.id, row.id, name, row.language, staff, row.referral_code)
         return await handler(event, data)
 
 

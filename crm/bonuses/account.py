@@ -53,13 +53,15 @@ async def account(
     *,
     movements: int = 20,
     expiring_within_days: int = 60,
+    with_card: bool = True,
 ) -> Account:
-    """Everything the client, the bot and the dealer's system want to see at once."""
+    """Everything the client, the bot and the dealer's system want to see at once;
+    `with_card=False` leaves the card out (None) for a screen that does not show it."""
     return Account(
         client_id=client_id,
         balance=await balance(session, client_id, today),
         standing=await standing(session, rules.ladder, client_id, today),
-        card=await active_card(session, client_id),
+        card=await active_card(session, client_id) if with_card else None,
         movements=tuple(await history(session, client_id, limit=movements)),
         expiring=tuple(await expiring(session, client_id, today, expiring_within_days)),
     )

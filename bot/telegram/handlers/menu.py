@@ -20,7 +20,7 @@ from bot.telegram.middlewares import Who, require_client
 from bot.telegram.services import BotServices
 from bot.texts import Texts
 from crm.bonuses.account import account
-from crm.referrals import existing_referral_code, referral_code
+from crm.referrals import referral_code
 from storage.feedback import TelegramFile
 
 
@@ -68,9 +68,9 @@ def make_router(services: BotServices) -> Router:
                 moment.today,
                 movements=balance_screens.LAST_MOVEMENTS,
                 expiring_within_days=balance_screens.EXPIRING_WITHIN_DAYS,
+                with_card=False,
             )
-            code = await existing_referral_code(session, who.client_id)
-        invite = await _invitation(services, who.client_id, code)
+        invite = await _invitation(services, who.client_id, who.referral_code)
         screen = balance_screens.balance(t, found, moment.today, invite)
         await render.answer(message, screen, t)
 
