@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Date, Integer, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.bonuses.ledger import balance, live, lots_left, money
+from crm.bonuses.ledger import balance_query, live, lots_left, money
 from crm.bonuses.program import BonusRules
-from crm.cards import CardInfo, Standing, active_card, standing
+from crm.cards import CardInfo, Standing, active_card
+from crm.cards.tiers import read_standing, standing_columns, year_window
 from storage.bonuses import BonusLot, BonusMovement
 
 
@@ -57,14 +59,30 @@ async def account(
 ) -> Account:
     """Everything the client, the bot and the dealer's system want to see at once;
     `with_card=False` leaves the card out (None) for a screen that does not show it."""
+    start, end = year_window(today)
+    params = {"client": client_id, "today": today, "year_start": start, "year_end": end}
+    total, spend, pinned = (await session.execute(_SUMMARY, params)).one()
     return Account(
         client_id=client_id,
-        balance=await balance(session, client_id, today),
-        standing=await standing(session, rules.ladder, client_id, today),
+        balance=money(total or 0),
+        standing=read_standing(rules.ladder, spend, pinned),
         card=await active_card(session, client_id) if with_card else None,
         movements=tuple(await history(session, client_id, limit=movements)),
         expiring=tuple(await expiring(session, client_id, today, expiring_within_days)),
     )
+
+
+def _summary() -> Select[Any]:
+    """The balance and the tier in one query, built once: the bot asks for it on every
+    /balance, and building it cost more than running it."""
+    client = bindparam("client", type_=Integer)
+    today = bindparam("today", type_=Date)
+    start, end = bindparam("year_start", type_=Date), bindparam("year_end", type_=Date)
+    spend, pinned = standing_columns(client, start, end)
+    return select(balance_query(client, today).scalar_subquery(), spend, pinned)
+
+
+_SUMMARY = _summary()
 
 
 async def history(

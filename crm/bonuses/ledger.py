@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,7 +88,7 @@ def money(value: Decimal | int | str) -> Decimal:
     return amount.quantize(CENT)
 
 
-def live(today: date) -> ColumnElement[bool]:
+def live(today: Any) -> ColumnElement[bool]:
     """Lots still usable on `today`."""
     return or_(BonusLot.expires_on.is_(None), BonusLot.expires_on > today)
 
@@ -129,12 +130,16 @@ async def lock_account(session: AsyncSession, client_id: int, *, known: bool = F
 
 async def balance(session: AsyncSession, client_id: int, today: date) -> Decimal:
     """The bonuses the client can spend on `today`: the postings on their live lots."""
-    total = await session.scalar(
+    return money(await session.scalar(balance_query(client_id, today)) or 0)
+
+
+def balance_query(client: Any, today: Any) -> Select[Any]:
+    """The balance as a query; `client` and `today` are values or bound parameters."""
+    return (
         select(func.coalesce(func.sum(BonusPosting.amount), 0))
         .join(BonusLot, BonusLot.id == BonusPosting.lot_id)
-        .where(BonusPosting.client_id == client_id, live(today))
+        .where(BonusPosting.client_id == client, live(today))
     )
-    return money(total or 0)
 
 
 async def repeated(

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.clock import years_before
@@ -108,15 +109,29 @@ async def standing(
     """The client's tier on `today`; `excluding_visit` leaves out the visit being rewarded,
     so a visit earns at the tier the client had when they came."""
     start, end = year_window(today)
-    conditions = [Visit.client_id == client_id, Visit.visited_on > start, Visit.visited_on <= end]
+    spend, pinned = standing_columns(client_id, start, end, excluding_visit=excluding_visit)
+    row = (await session.execute(select(spend, pinned))).one()
+    return read_standing(ladder, row[0], row[1])
+
+
+def standing_columns(
+    client: Any, start: Any, end: Any, *, excluding_visit: int | None = None
+) -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """The year's spend and the pinned tier as columns of one query (see `year_window`);
+    `client`, `start` and `end` are values or bound parameters."""
+    conditions = [Visit.client_id == client, Visit.visited_on > start, Visit.visited_on <= end]
     if excluding_visit is not None:
         conditions.append(Visit.id != excluding_visit)
     spend = select(func.coalesce(func.sum(Visit.amount), 0)).where(*conditions).scalar_subquery()
     pinned = (
         select(DiscountCard.tier)
-        .where(DiscountCard.client_id == client_id, DiscountCard.state == ISSUED)
+        .where(DiscountCard.client_id == client, DiscountCard.state == ISSUED)
         .limit(1)
         .scalar_subquery()
     )
-    row = (await session.execute(select(spend, pinned))).one()
-    return ladder.standing(Decimal(row[0]).quantize(Decimal("0.01")), row[1])
+    return spend, pinned
+
+
+def read_standing(ladder: TierLadder, spend: Any, pinned: str | None) -> Standing:
+    """The standing from what `standing_columns` read."""
+    return ladder.standing(Decimal(spend).quantize(Decimal("0.01")), pinned)
