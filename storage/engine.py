@@ -75,6 +75,9 @@ def create_engine(url: str, *, short_writes: bool = False, **kwargs: Any) -> Asy
     parsed = normalize_database_url(url)
     # Messages are Cyrillic: stored as \uXXXX escapes they would take 2.4 times the space.
     kwargs.setdefault("json_serializer", _json_dumps)
+    # A statement's error names the statement, never its values: they are clients' phones,
+    # names and messages, and errors end up in logs.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if short_writes:
             kwargs["async_creator"] = partial(_short_writes, parsed.database or ":memory:")

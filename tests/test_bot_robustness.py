@@ -422,6 +422,45 @@ async def test_a_database_failure_apologises_and_logs_the_update_id_but_no_perso
         assert personal not in everything, personal
 
 
+@asynccontextmanager
+async def refusing_client(db: Database, phone: str) -> AsyncIterator[None]:
+    """The database refuses to store a client with this phone, for the block: PostgreSQL's
+    refusal repeats the whole row (phone and name) in its message."""
+    if db.dialect == "postgresql":
+        make = f"ALTER TABLE client ADD CONSTRAINT refuse_one CHECK (phone <> '{phone}')"
+        drop = "ALTER TABLE client DROP CONSTRAINT refuse_one"
+    else:
+        make = (
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON client "
+            f"WHEN NEW.phone = '{phone}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        drop = "DROP TRIGGER refuse_one"
+    async with db.engine.begin() as conn:
+        await conn.execute(text(make))
+    try:
+        yield
+    finally:
+        async with db.engine.begin() as conn:
+            await conn.execute(text(drop))
+
+
+async def test_a_refused_write_holding_a_phone_and_a_name_logs_neither(
+    db: Database, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with bot_chat(db, clock) as chat:
+        await chat.send(tg.command(IVAN, "start"))
+        async with refusing_client(db, PETR_PHONE):
+            [apology] = await chat.send(tg.contact(IVAN, PETR_PHONE))
+    assert apology.text == menu.apology(RU).text
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1
+    assert "IntegrityError" in failures[0].getMessage()  # what failed, and where, is kept
+    everything = caplog.text
+    for personal in ("9161234567", "916 123", "Евлампий", "Громов"):
+        assert personal not in everything, personal
+
+
 async def test_a_database_failure_under_a_button_apologises_and_answers_the_button(
     db: Database, clock: FakeClock
 ) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, Update, User
 from aiogram.utils.i18n import I18nMiddleware
 from sqlalchemy import select
+from sqlalchemy.exc import StatementError
 
 from bot.i18n import pick_locale
 from bot.screens import menu, onboarding
@@ -101,11 +103,12 @@ class ErrorGuard(BaseMiddleware):
             return await handler(event, data)
         except Exception as exc:
             update = event if isinstance(event, Update) else None
-            log.exception(
-                "update %s (%s) failed: %s",
+            log.error(
+                "update %s (%s) failed: %s\n%s",
                 update.update_id if update else "?",
                 update.event_type if update else type(event).__name__,
-                type(exc).__name__,
+                _what_failed(exc),
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
             )
             await self._apologise(update, data)
             return None
@@ -129,6 +132,17 @@ class ErrorGuard(BaseMiddleware):
             await bot.send_message(chat.id, menu.apology(self.services.texts(locale)).text)
         except Exception:  # the apology is a courtesy: its own failure is only logged
             log.warning("could not apologise in chat %s", chat.id, exc_info=True)
+
+
+def _what_failed(exc: BaseException) -> str:
+    """The exception's type and, for a database error, its statement: never its message or
+    values, which may hold a client's phone or name (a PostgreSQL error repeats the key it
+    refused)."""
+    if isinstance(exc, StatementError) and exc.statement:
+        statement = " ".join(exc.statement.split())[:300]
+        cause = type(exc.orig).__name__ if exc.orig is not None else ""
+        return f"{type(exc).__name__} ({cause}) in: {statement}"
+    return type(exc).__name__
 
 
 class ChatGate(BaseMiddleware):
