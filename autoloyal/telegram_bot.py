@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -23,7 +21,7 @@ from bot.telegram.runner import WEBHOOK_PATH, BotRole
 from bot.telegram.services import BotServices
 from crm.feedback import ComplaintRules
 from crm.staff import Role, StaffDirectory, StaffMember
-from storage import create_engine, make_session_factory, read_only
+from storage import ShortTransactions, make_session_factory, read_only
 
 
 def staff_directory(settings: Settings) -> StaffDirectory:
@@ -34,23 +32,15 @@ def staff_directory(settings: Settings) -> StaffDirectory:
 
 
 def bot_services(app: App) -> BotServices:
-    """What the handlers are given. On SQLite the bot has an engine of its own whose short
-    statements run on the event loop's thread (`create_engine(short_writes=True)`), its
-    writes one at a time: a bot's transactions are a few statements on one client's rows,
-    and aiosqlite's hand-off to its thread and back would cost more than running them
-    (the bot's handler time halves; bench/client_bot.py)."""
+    """What the handlers are given. The bot reads and writes through `ShortTransactions`:
+    its transactions are a few statements on one client's rows, and on SQLite aiosqlite's
+    hand-off to its thread and back would cost more than running them (the bot's handler
+    time halves; bench/client_bot.py)."""
     settings = app.settings
-    engine, turns = app.engine, None
-    if engine.dialect.name == "sqlite":
-        engine = create_engine(
-            app.engine.url.render_as_string(hide_password=False), short_writes=True
-        )
-        turns = asyncio.Lock()
+    writes = ShortTransactions(app.engine)
     return BotServices(
-        sessions=make_session_factory(engine) if turns else app.sessions,
-        reading=make_session_factory(read_only(engine)),
-        write_turns=turns,
-        engine=engine if turns else None,
+        writes=writes,
+        reading=make_session_factory(read_only(writes.engine)),
         clock=app.clock,
         zone=settings.company.tz,
         company=company_info(settings),

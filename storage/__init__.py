@@ -11,7 +11,13 @@ from storage.bonuses import (
     DiscountCard,
     Referral,
 )
-from storage.engine import create_engine, make_session_factory, normalize_database_url, read_only
+from storage.engine import (
+    ShortTransactions,
+    create_engine,
+    make_session_factory,
+    normalize_database_url,
+    read_only,
+)
 from storage.feedback import Complaint, SurveyAnswer, TelegramFile
 from storage.migrate import current_revision, upgrade
 from storage.models import (
@@ -64,6 +70,7 @@ __all__ = [
     "MessageTemplate",
     "OdometerReading",
     "Referral",
+    "ShortTransactions",
     "SurveyAnswer",
     "TelegramFile",
     "Visit",

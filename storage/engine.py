@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import sqlite3
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,32 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class ShortTransactions:
+    """Many short write transactions beside `engine`: on SQLite, an engine of their own whose
+    statements run on the event loop's thread (`short_writes`), one transaction at a time in
+    this process, so an inline statement never meets this process's other writer; elsewhere
+    the engine as it is. The API's work orders and the bots write through one."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._own: AsyncEngine | None = None
+        self._turns: asyncio.Lock | None = None
+        if engine.dialect.name == "sqlite":
+            same_file = engine.url.render_as_string(hide_password=False)
+            engine = self._own = create_engine(same_file, short_writes=True)
+            self._turns = asyncio.Lock()
+        self.engine = engine
+        """The engine the transactions run on; short reads may use it too (`read_only`)."""
+        self._sessions = make_session_factory(engine)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        """One transaction, committed when the block ends without an exception."""
+        turn: contextlib.AbstractAsyncContextManager[Any] = self._turns or contextlib.nullcontext()
+        async with turn, self._sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        if self._own is not None:
+            await self._own.dispose()

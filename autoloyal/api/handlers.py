@@ -8,9 +8,8 @@ ledger's row locks order what must be ordered.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from autoloyal.api import schemas as s
 from autoloyal.app import App
@@ -30,7 +29,7 @@ from crm.branches import BranchResolver
 from crm.cards import CardInfo, Standing, active_card, standing
 from crm.clock import Moment
 from crm.errors import DomainError
-from storage import create_engine, make_session_factory, read_only
+from storage import ShortTransactions, make_session_factory, read_only
 from storage.models import Car, Client
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -56,15 +55,7 @@ class Api:
         self.region = settings.company.country
         self.tz = settings.company.tz
         self.readers = make_session_factory(read_only(app.engine))
-        self.writers = app.sessions
-        self._write_turns: asyncio.Lock | None = None
-        self._own_engine: AsyncEngine | None = None
-        if app.engine.dialect.name == "sqlite":
-            # Short transactions, one at a time: their statements run on the loop's thread.
-            same_file = app.engine.url.render_as_string(hide_password=False)
-            self._own_engine = create_engine(same_file, short_writes=True)
-            self.writers = make_session_factory(self._own_engine)
-            self._write_turns = asyncio.Lock()
+        self.writes = ShortTransactions(app.engine)
         # Departments known at the last work order; read again when one is not known.
         self._branches: BranchResolver | None = None
 
@@ -73,13 +64,11 @@ class Api:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
-        turn: AbstractAsyncContextManager[Any] = self._write_turns or nullcontext()
-        async with turn, self.writers() as session, session.begin():
+        async with self.writes.begin() as session:
             yield session
 
     async def close(self) -> None:
-        if self._own_engine is not None:
-            await self._own_engine.dispose()
+        await self.writes.close()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -7,14 +7,12 @@ transaction holds the one write lock, which the dispatcher and the API need too)
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import Catalogs
 from bot.texts import Texts
@@ -24,11 +22,12 @@ from crm.context import CompanyInfo
 from crm.feedback import ComplaintRules
 from crm.maintenance import MaintenancePolicy
 from crm.staff import StaffDirectory
+from storage import ShortTransactions
 
 
 @dataclass(frozen=True)
 class BotServices:
-    sessions: async_sessionmaker[AsyncSession]
+    writes: ShortTransactions
     reading: async_sessionmaker[AsyncSession]
     """Sessions that only read: on SQLite they never wait for the write lock."""
     clock: Clock
@@ -44,10 +43,6 @@ class BotServices:
     catalogs: Catalogs
     bot_username: str = ""
     """The bot's @username, for links that open it (a friend's invitation)."""
-    write_turns: asyncio.Lock | None = None
-    """On SQLite, one write transaction of the bot's at a time (see `autoloyal.telegram_bot`)."""
-    engine: AsyncEngine | None = None
-    """An engine of the bot's own, disposed of by `close`."""
 
     def moment(self) -> Moment:
         return Moment.of(self.clock, self.zone)
@@ -55,13 +50,11 @@ class BotServices:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction, committed when the block ends without an exception."""
-        turn: AbstractAsyncContextManager[Any] = self.write_turns or nullcontext()
-        async with turn, self.sessions() as session, session.begin():
+        async with self.writes.begin() as session:
             yield session
 
     async def close(self) -> None:
-        if self.engine is not None:
-            await self.engine.dispose()
+        await self.writes.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
