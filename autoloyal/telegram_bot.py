@@ -38,9 +38,11 @@ def bot_services(app: App) -> BotServices:
     time halves; bench/client_bot.py)."""
     settings = app.settings
     writes = ShortTransactions(app.engine)
+    reading = read_only(writes.engine)
     return BotServices(
         writes=writes,
-        reading=make_session_factory(read_only(writes.engine)),
+        reading=make_session_factory(reading),
+        read_engine=reading,
         clock=app.clock,
         zone=settings.company.tz,
         company=company_info(settings),

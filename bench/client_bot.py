@@ -51,6 +51,7 @@ from sqlalchemy import func, select  # noqa: E402
 from autoloyal.app import open_app  # noqa: E402
 from autoloyal.config import Settings  # noqa: E402
 from autoloyal.rules import bonus_rules  # noqa: E402
+from autoloyal.run import settle_heap  # noqa: E402
 from autoloyal.telegram_bot import bot_role, make_bot  # noqa: E402
 from bot.callbacks import SurveyTap  # noqa: E402
 from crm.bonuses.program import VisitFacts, accrue_for_visit  # noqa: E402
@@ -252,6 +253,7 @@ async def run_bot(
         for middleware in ordered:
             middlewares.register(middleware)
         await role.start()
+        settle_heap()  # as `autoloyal run` does once its roles have started
         try:
             seconds, _ = await drive(fake, timer, updates, outstanding)
         finally:

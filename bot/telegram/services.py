@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.i18n import Catalogs
 from bot.texts import Texts
@@ -30,6 +30,8 @@ class BotServices:
     writes: ShortTransactions
     reading: async_sessionmaker[AsyncSession]
     """Sessions that only read: on SQLite they never wait for the write lock."""
+    read_engine: AsyncEngine
+    """The engine of `reading`, for a read that needs no session (`look_up`)."""
     clock: Clock
     zone: ZoneInfo
     company: CompanyInfo
@@ -60,6 +62,14 @@ class BotServices:
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self.reading() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def look_up(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one short read of rows, without the ORM's session: who is
+        writing is read for every update, and the session's bookkeeping cost more than the
+        query."""
+        async with self.read_engine.connect() as connection:
+            yield connection
 
     def texts(self, locale: str) -> Texts:
         catalog = self.catalogs.locales.get(locale) or self.catalogs.locales[self.company.locale]

@@ -85,49 +85,71 @@ def _summary() -> Select[Any]:
 _SUMMARY = _summary()
 
 
+def _history(paged: bool) -> Select[Any]:
+    """The movements query with the client, the limit and the page as bound parameters,
+    built once per shape (built anew it cost more than running it)."""
+    m = BonusMovement
+    columns: tuple[Any, ...] = (m.id, m.kind, m.amount, m.created_at, m.external_ref)
+    columns += (m.work_order, m.bill, m.reason, m.actor, BonusLot.expires_on)
+    query = (
+        select(*columns)
+        .outerjoin(BonusLot, BonusLot.movement_id == m.id)
+        .where(m.client_id == bindparam("client", type_=Integer))
+        .order_by(m.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if paged:
+        query = query.where(m.id < bindparam("before", type_=Integer))
+    return query
+
+
+_HISTORY = {paged: _history(paged) for paged in (False, True)}
+
+
 async def history(
     session: AsyncSession, client_id: int, *, limit: int = 50, before_id: int | None = None
 ) -> list[Movement]:
     """The client's movements, newest first; `before_id` pages back from a movement."""
-    query = (
-        select(BonusMovement, BonusLot.expires_on)
-        .outerjoin(BonusLot, BonusLot.movement_id == BonusMovement.id)
-        .where(BonusMovement.client_id == client_id)
-        .order_by(BonusMovement.id.desc())
-        .limit(limit)
-    )
-    if before_id is not None:
-        query = query.where(BonusMovement.id < before_id)
-    rows = await session.execute(query)
+    params = {"client": client_id, "limit": limit, "before": before_id}
+    rows = await session.execute(_HISTORY[before_id is not None], params)
     return [
         Movement(
-            id=m.id,
-            kind=m.kind,
-            amount=money(m.amount),
-            created_at=m.created_at,
-            ref=m.external_ref,
-            work_order=m.work_order,
-            bill=None if m.bill is None else money(m.bill),
-            reason=m.reason,
-            actor=m.actor,
+            id=id_,
+            kind=kind,
+            amount=money(amount),
+            created_at=created_at,
+            ref=ref,
+            work_order=work_order,
+            bill=None if bill is None else money(bill),
+            reason=reason,
+            actor=actor,
             expires_on=expires_on,
         )
-        for m, expires_on in rows
+        for id_, kind, amount, created_at, ref, work_order, bill, reason, actor, expires_on in rows
     ]
+
+
+def _expiring() -> Select[Any]:
+    today, until = bindparam("today", type_=Date), bindparam("until", type_=Date)
+    lots = lots_left(
+        BonusLot.client_id == bindparam("client", type_=Integer),
+        live(today),
+        BonusLot.expires_on <= until,
+    ).subquery()
+    return (
+        select(lots.c.expires_on, func.sum(lots.c.left))
+        .group_by(lots.c.expires_on)
+        .order_by(lots.c.expires_on)
+    )
+
+
+_EXPIRING = _expiring()
 
 
 async def expiring(
     session: AsyncSession, client_id: int, today: date, within_days: int
 ) -> list[Expiring]:
     """What is left on lots that expire in the next `within_days` days, by day."""
-    lots = lots_left(
-        BonusLot.client_id == client_id,
-        live(today),
-        BonusLot.expires_on <= today + timedelta(days=within_days),
-    ).subquery()
-    rows = await session.execute(
-        select(lots.c.expires_on, func.sum(lots.c.left))
-        .group_by(lots.c.expires_on)
-        .order_by(lots.c.expires_on)
-    )
+    until = today + timedelta(days=within_days)
+    rows = await session.execute(_EXPIRING, {"client": client_id, "today": today, "until": until})
     return [Expiring(money(amount), day) for day, amount in rows]
