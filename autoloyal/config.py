@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import time
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -105,11 +105,67 @@ class CompanySettings(Section):
         return ZoneInfo(self.timezone)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-4]):(?P<m2>[0-5]\d)")
+
+
+def parse_span(value: str) -> tuple[time, time] | None:
+    """ "09:00-18:00" -> (09:00, 18:00); "" -> None (closed). The end may be 24:00."""
+    if value == "":
+        return None
+    match = _SPAN.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f'expected "HH:MM-HH:MM" like "09:00-18:00", or "" for none, got "{value}"'
+        )
+    start = time(int(match["h1"]), int(match["m1"]))
+    end_h, end_m = int(match["h2"]), int(match["m2"])
+    if end_h == 24 and end_m:
+        raise ValueError(f'"{value}": a day ends at 24:00 at the latest')
+    end = time.max if end_h == 24 else time(end_h, end_m)
+    if end <= start:
+        raise ValueError(f'"{value}": the end must come after the start')
+    return start, end
+
+
 class BranchSettings(Section):
     code: str = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=128)
     departments: list[str] = Field(default_factory=list)
     timezone: str | None = None
+    address: str = ""
+    phone: str = ""
+    hours: dict[str, str] | None = None
+    """Working hours per weekday (`mon` ... `sun`), "09:00-18:00"; a day left out, or "",
+    is closed. None: 09:00-18:00 Monday to Saturday."""
+    lunch: str = ""
+    """"13:00-14:00": nobody is booked across it; "": no break."""
+    bays: int = Field(default=1, ge=1, le=100)
+    """Bookings that may run at the same time."""
+    closed: tuple[date, ...] = ()
+    """Extra days off (ISO dates)."""
+    work_on_holidays: bool = False
+    """Open on Russia's public holidays and their transferred days off."""
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        for day, span in value.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"{day!r} is not a weekday: use {', '.join(WEEKDAYS)}")
+            try:
+                parse_span(span)
+            except ValueError as exc:
+                raise ValueError(f"{day}: {exc}") from None
+        return value
+
+    @field_validator("lunch")
+    @classmethod
+    def _lunch(cls, value: str) -> str:
+        parse_span(value)
+        return value
 
     @field_validator("code")
     @classmethod
@@ -489,6 +545,95 @@ class ImportSettings(Section):
 STAFF_ROLES = ("admin", "manager", "operator")
 
 
+class ServiceSettings(Section):
+    """A service clients book (`[[service]]`)."""
+
+    code: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=128)
+    duration_minutes: int = Field(gt=0, le=24 * 60)
+    price_from: Decimal | None = Field(default=None, ge=0)
+    kind: str = "maintenance"
+    """The visit kind it leads to (maintenance, repair, diagnostics, tyres, bodywork, other)."""
+    branches: tuple[str, ...] = ()
+    """Branch codes that offer it; empty: every branch."""
+
+    @field_validator("code")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in VISIT_KINDS:
+            raise ValueError(f"unknown visit kind {value!r}: use one of {', '.join(VISIT_KINDS)}")
+        return value
+
+
+DEFAULT_SERVICES = (
+    ServiceSettings(code="maintenance", name="Техническое обслуживание", duration_minutes=120),
+    ServiceSettings(
+        code="diagnostics", name="Диагностика", duration_minutes=60, kind="diagnostics"
+    ),
+    ServiceSettings(code="repair", name="Ремонт", duration_minutes=120, kind="repair"),
+    ServiceSettings(code="tyres", name="Шиномонтаж", duration_minutes=60, kind="tyres"),
+)
+
+
+class BookingSettings(Section):
+    slot_minutes: int = Field(default=30, ge=5, le=240)
+    """Bookings start on this grid from the opening time."""
+    min_lead_hours: float = Field(default=2.0, ge=0, le=24 * 14)
+    """The earliest a booking may start, from now."""
+    horizon_days: int = Field(default=21, ge=1, le=366)
+    cancel_hours_before: float = Field(default=2.0, ge=0, le=24 * 14)
+    """A client may cancel or move a booking up to this long before it starts."""
+    auto_confirm: bool = False
+    """False: staff confirm each request in the staff chat; True: a booking is confirmed at once."""
+    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    """How the confirmation reaches the client."""
+
+    @field_validator("channels")
+    @classmethod
+    def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.outbox import PlanError, parse_plan
+
+        try:
+            return parse_plan(value)
+        except PlanError as exc:
+            raise ValueError(str(exc)) from None
+
+
+DEFAULT_CONTACT_SOURCES = (
+    "Рекомендация знакомых",
+    "Уже обслуживался у нас",
+    "Интернет-поиск",
+    "Карты (Яндекс, 2ГИС)",
+    "Социальные сети",
+    "Реклама",
+    "Проезжал мимо",
+    "Другое",
+)
+
+
+class ContactSettings(Section):
+    sources: tuple[str, ...] = DEFAULT_CONTACT_SOURCES
+    """The answers to "how did you hear about us" staff pick from."""
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(" ".join(source.split()) for source in value)
+        for source in cleaned:
+            if not 0 < len(source) <= 64:
+                raise ValueError(f"{source!r}: a source is 1 to 64 characters")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("a source is listed twice")
+        return cleaned
+
+
 class StaffSettings(Section):
     """A member of staff the bots know by their Telegram account (`[[staff]]`)."""
 
@@ -524,6 +669,9 @@ class Settings(Section):
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
     staff: tuple[StaffSettings, ...] = ()
+    service: tuple[ServiceSettings, ...] = DEFAULT_SERVICES
+    booking: BookingSettings = BookingSettings()
+    contacts: ContactSettings = ContactSettings()
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     email: EmailSettings = EmailSettings()
@@ -540,6 +688,23 @@ class Settings(Section):
             if branch.code in seen:
                 raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
             seen.add(branch.code)
+        return self
+
+    @model_validator(mode="after")
+    def _services(self) -> Settings:
+        from crm.branches import DEFAULT_BRANCH_CODE
+
+        codes = {branch.code for branch in self.branch} or {DEFAULT_BRANCH_CODE}
+        seen: set[str] = set()
+        for index, service in enumerate(self.service):
+            if service.code in seen:
+                raise ValueError(f"service[{index}].code: {service.code!r} is used twice")
+            seen.add(service.code)
+            for code in service.branches:
+                if code not in codes:
+                    raise ValueError(
+                        f"service[{index}].branches: {code!r} is not a [[branch]] code"
+                    )
         return self
 
     @model_validator(mode="after")

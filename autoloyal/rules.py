@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from autoloyal.config import Settings
 from crm.bonuses import BonusRules
@@ -15,6 +16,7 @@ from gateway.quiet import QuietHours
 if TYPE_CHECKING:
     # Only survey invitations need these, and they pull in the channels and Jinja2: a
     # command that counts a segment should not pay for them (tests/test_cli_startup.py).
+    from crm.booking import BookingNotices, BookingRules
     from crm.surveys import SurveyInvites
     from crm.templates import TemplateLibrary
 
@@ -103,3 +105,70 @@ def survey_buttons(visit_id: int) -> dict[str, dict[str, str]]:
     from bot.telegram.render import inline_json
 
     return {"telegram": {"reply_markup": inline_json(csat_buttons(visit_id))}}
+
+
+def booking_rules(settings: Settings) -> BookingRules:
+    """Capacity and booking policy: `[[service]]`, each `[[branch]]`'s hours, `[booking]`.
+    With no branch configured, the default branch books (crm.branches makes it)."""
+    from autoloyal.config import WEEKDAYS, parse_span
+    from crm.booking import BookingRules, BranchHours, Service
+    from crm.booking.calendar import DEFAULT_WEEK
+    from crm.branches import DEFAULT_BRANCH_CODE
+
+    company = settings.company
+    branches: dict[str, BranchHours] = {}
+    for spec in settings.branch:
+        week = (
+            DEFAULT_WEEK
+            if spec.hours is None
+            else tuple(parse_span(spec.hours.get(day, "")) for day in WEEKDAYS)
+        )
+        branches[spec.code] = BranchHours(
+            code=spec.code,
+            name=spec.name,
+            zone=ZoneInfo(spec.timezone or company.timezone),
+            week=week,
+            lunch=parse_span(spec.lunch),
+            bays=spec.bays,
+            closed=frozenset(spec.closed),
+            work_on_holidays=spec.work_on_holidays,
+            country=company.country,
+            address=spec.address or company.address,
+            phone=spec.phone or company.phone,
+        )
+    if not branches:
+        branches[DEFAULT_BRANCH_CODE] = BranchHours(
+            code=DEFAULT_BRANCH_CODE,
+            name=company.name,
+            zone=ZoneInfo(company.timezone),
+            country=company.country,
+            address=company.address,
+            phone=company.phone,
+        )
+    section = settings.booking
+    return BookingRules(
+        services={
+            s.code: Service(
+                code=s.code,
+                name=s.name,
+                duration=timedelta(minutes=s.duration_minutes),
+                kind=s.kind,
+                price_from=s.price_from,
+                branches=frozenset(s.branches),
+            )
+            for s in settings.service
+        },
+        branches=branches,
+        slot=timedelta(minutes=section.slot_minutes),
+        min_lead=timedelta(hours=section.min_lead_hours),
+        horizon_days=section.horizon_days,
+        cancel_before=timedelta(hours=section.cancel_hours_before),
+        auto_confirm=section.auto_confirm,
+    )
+
+
+def booking_notices(settings: Settings, library: TemplateLibrary) -> BookingNotices:
+    from autoloyal.messaging import company_info
+    from crm.booking import BookingNotices
+
+    return BookingNotices(library, company_info(settings), settings.booking.channels)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.bonuses import BonusRules, Moved, VisitFacts, balance
 from crm.bonuses.visits import reward_new_visit
+from crm.booking import BookingRules, complete_by_visit
 from crm.branches import BranchResolver
 from crm.cards import Standing, standing
 from crm.clock import Moment
@@ -76,6 +77,8 @@ class VisitOutcome:
     survey: Invitation | None
     balance: Decimal
     standing: Standing
+    booking_id: int | None = None
+    """The booking this work order completed."""
 
 
 async def post_visit(
@@ -86,11 +89,13 @@ async def post_visit(
     moment: Moment,
     *,
     branches: BranchResolver | None = None,
+    bookings: BookingRules | None = None,
 ) -> VisitOutcome:
     """Record a closed work order with everything that follows from it (see the module).
 
     `branches`: a resolver loaded earlier, used while it knows the visit's department (the
-    dealer's departments rarely change); else the branches are read again.
+    dealer's departments rarely change); else the branches are read again. `bookings`: the
+    client's booking of the visit's day, if any, is completed by it.
     """
     if data.visited_on > moment.today:
         raise DomainError(f"{data.visited_on} is in the future", field="visited_on")
@@ -139,6 +144,12 @@ async def post_visit(
         )
     facts = VisitFacts(visit_id, client.id, data.external_id, kind, data.amount, branch_id)
     reward = await reward_new_visit(session, rules, facts, data.visited_on, moment)
+    booked = None
+    if bookings is not None:
+        done = await complete_by_visit(
+            session, bookings, client.id, visit_id, data.visited_on, moment
+        )
+        booked = None if done is None else done.id
     survey = None
     if invites is not None:
         survey = await invite_to_survey(
@@ -163,6 +174,7 @@ async def post_visit(
         survey,
         reward.balance,
         reward.standing,
+        booked,
     )
 
 

@@ -11,6 +11,7 @@ from storage.bonuses import (
     DiscountCard,
     Referral,
 )
+from storage.booking import Booking, InboundContact
 from storage.engine import (
     ShortTransactions,
     create_engine,
@@ -50,6 +51,7 @@ __all__ = [
     "BonusLot",
     "BonusMovement",
     "BonusPosting",
+    "Booking",
     "Branch",
     "BranchDepartment",
     "Campaign",
@@ -64,6 +66,7 @@ __all__ = [
     "ConsentEvent",
     "DeliveryReceipt",
     "DiscountCard",
+    "InboundContact",
     "InboundSms",
     "Message",
     "MessageAttempt",

@@ -1,0 +1,70 @@
+"""Service booking: capacity per branch, free slots, bookings and their steps, the inbound
+contacts register and the service funnel. The client bot, the staff chat, the Mini App and
+the HTTP API are thin doors onto it."""
+
+from crm.booking.bookings import (
+    ACTIONS,
+    CLIENT,
+    SOURCES,
+    BookingRequest,
+    BookingView,
+    SlotTaken,
+    act,
+    book,
+    booking,
+    complete_by_visit,
+    on_day,
+    reschedule,
+    upcoming,
+)
+from crm.booking.calendar import BookingRules, BranchHours, Service
+from crm.booking.notify import BookingNotices, send_confirmation
+from crm.booking.slots import (
+    ARRIVED,
+    CANCELLED,
+    COMPLETED,
+    CONFIRMED,
+    DECLINED,
+    HOLDING,
+    NO_SHOW,
+    REQUESTED,
+    STATES,
+    Day,
+    DayState,
+    free_days,
+    nearest_free,
+)
+
+__all__ = [
+    "ACTIONS",
+    "ARRIVED",
+    "CANCELLED",
+    "CLIENT",
+    "COMPLETED",
+    "CONFIRMED",
+    "DECLINED",
+    "HOLDING",
+    "NO_SHOW",
+    "REQUESTED",
+    "SOURCES",
+    "STATES",
+    "BookingNotices",
+    "BookingRequest",
+    "BookingRules",
+    "BookingView",
+    "BranchHours",
+    "Day",
+    "DayState",
+    "Service",
+    "SlotTaken",
+    "act",
+    "book",
+    "booking",
+    "complete_by_visit",
+    "free_days",
+    "nearest_free",
+    "on_day",
+    "reschedule",
+    "send_confirmation",
+    "upcoming",
+]
