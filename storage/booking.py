@@ -52,7 +52,9 @@ class Booking(Base):
     rescheduled_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("booking.id", ondelete="SET NULL"), unique=True
     )
-    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"))
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visit.id", ondelete="SET NULL"), index=True
+    )
     """The work order that completed the booking."""
     external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
     """The dealer's system's reference: posting it again answers the same booking."""

@@ -161,6 +161,11 @@ async def book(
             raise NotFound("the client has no such car", field="car")
     await _check_start(session, rules, branch, service, start, moment)
     branch_id = await _lock_branch(session, branch.code)
+    if ref is not None:  # the same reference, sent twice at once, may have won meanwhile
+        found = await _by_ref(session, rules, ref)
+        if found is not None:
+            _same_request(found, request)
+            return found
     end = start + service.duration
     await _check_own_overlap(session, request.client_id, start, end)
     held = await held_times(session, branch.code, start, end)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -235,7 +235,7 @@ def _happened(value: datetime | None, moment: Moment) -> datetime:
         raise DomainError("the time needs its UTC offset", field="happened_at")
     if value > moment.now + FUTURE_SLACK:
         raise DomainError(f"{value.isoformat()} is in the future", field="happened_at")
-    return value
+    return value.astimezone(UTC)
 
 
 def _note(text: str | None) -> str | None:

@@ -58,6 +58,7 @@ def upgrade() -> None:
     with op.batch_alter_table('booking', schema=None) as batch_op:
         batch_op.create_index('ix_booking_branch_starts', ['branch_id', 'starts_at'], unique=False)
         batch_op.create_index('ix_booking_client_starts', ['client_id', 'starts_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_booking_visit_id'), ['visit_id'], unique=False)
 
     op.create_table('inbound_contact',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -95,6 +96,7 @@ def downgrade() -> None:
 
     op.drop_table('inbound_contact')
     with op.batch_alter_table('booking', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_booking_visit_id'))
         batch_op.drop_index('ix_booking_client_starts')
         batch_op.drop_index('ix_booking_branch_starts')
 
