@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from autoloyal.api.handlers import Api
 from autoloyal.api.openapi import PREFIX, openapi_document
 from autoloyal.app import App
+from crm.booking import SlotTaken
 from crm.errors import Conflict, DomainError, NotFound
 from gateway.logsafe import loggable
 
@@ -38,7 +39,10 @@ def make_api(app: App) -> web.Application:
             return await handler(request)
         except DomainError as exc:
             status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 400)
-            return error(status, exc.code, str(exc), exc.field)
+            offered = None
+            if isinstance(exc, SlotTaken):
+                offered = [start.isoformat() for start in exc.alternatives]
+            return error(status, exc.code, str(exc), exc.field, alternatives=offered)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -77,11 +81,28 @@ def make_api(app: App) -> web.Application:
     router.add_put("/cars/{external_id}", api.upsert_car)
     router.add_post("/cars/{external_id}/odometer", api.odometer)
     router.add_post("/visits", api.post_visit)
+    router.add_get("/slots", api.slots)
+    router.add_post("/bookings", api.post_booking)
+    router.add_get("/bookings", api.day_bookings)
+    router.add_get("/bookings/{id}", api.get_booking)
+    router.add_patch("/bookings/{id}", api.patch_booking)
+    router.add_post("/contacts", api.post_contact)
     return sub
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body = {"error": {"code": code, "message": message, "field": field}}
+def error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    *,
+    alternatives: list[str] | None = None,
+) -> web.Response:
+    """The JSON error; `alternatives`: the free starts a `slot_taken` offers instead."""
+    inner: dict[str, object] = {"code": code, "message": message, "field": field}
+    if alternatives is not None:
+        inner["alternatives"] = alternatives
+    body = {"error": inner}
     headers = {"WWW-Authenticate": 'Bearer realm="autoloyal"'} if status == 401 else None
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 

@@ -25,13 +25,23 @@ class Operation:
     body: type[BaseModel] | None = None
     answers: dict[int, tuple[type[BaseModel], str]] = field(default_factory=dict)
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
+    required: tuple[str, ...] = ()
+    """The query parameters that must be given."""
     errors: tuple[int, ...] = (400, 401, 404)
 
 
 _PATH_PARAMETERS = {
     "external_id": {"type": "string", "minLength": 1, "maxLength": 64},
     "ref": {"type": "string", "minLength": 1, "maxLength": 120},
+    "id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
 }
+_CODE = {"type": "string", "minLength": 1, "maxLength": 32}
+_DATE = {"type": "string", "format": "date"}
+_TAKEN = (
+    s.SlotTakenOut,
+    "conflicts with what is recorded: slot_taken (with `alternatives`, the nearest free "
+    "starts), already_booked, ref_conflict, wrong_state, too_early",
+)
 
 OPERATIONS = (
     Operation(
@@ -95,12 +105,60 @@ OPERATIONS = (
                  200: (s.VisitOut, "posted before with the same figures: the same answer")},
         errors=(400, 401, 404, 409),
     ),
+    Operation(
+        "get", "/slots", "getSlots",
+        "Free starts of a service at a branch: one day, or every day of the horizon",
+        answers={200: (s.SlotsOut, "the days, each with its state and free starts")},
+        query=(
+            ("service", _CODE, "a service code ([[service]] code)"),
+            ("branch", _CODE, "a branch code; may be left out when only one branch books"),
+            ("date", _DATE, "the branch's calendar day; left out: every day of the horizon"),
+        ),
+        required=("service",),
+    ),
+    Operation(
+        "post", "/bookings", "postBooking",
+        "Book a free start for a client (by external id, or by phone: a new phone makes a "
+        "potential client); records the inbound contact too",
+        body=s.BookingIn,
+        answers={201: (s.BookingOut, "booked"),
+                 200: (s.BookingOut, "this external_ref booked it before: the same booking"),
+                 409: _TAKEN},
+    ),
+    Operation(
+        "get", "/bookings", "listBookings", "The bookings of a day, by branch and start",
+        answers={200: (s.BookingsOut, "the day's bookings")},
+        query=(
+            ("date", _DATE, "the branch's calendar day; default: today"),
+            ("branch", _CODE, "a branch code; default: every branch"),
+        ),
+    ),
+    Operation(
+        "get", "/bookings/{id}", "getBooking", "One booking",
+        answers={200: (s.BookingOut, "the booking")},
+    ),
+    Operation(
+        "patch", "/bookings/{id}", "patchBooking",
+        "Confirm, cancel, decline, mark arrived or no-show, or move a booking to another "
+        "start (a new booking linked to this one)",
+        body=s.BookingPatch,
+        answers={200: (s.BookingOut, "the booking after the step (the new one when moved)"),
+                 409: _TAKEN},
+    ),
+    Operation(
+        "post", "/contacts", "postContact",
+        "Record an inbound contact (a call, a walk-in, a request from the site)",
+        body=s.ContactIn,
+        answers={201: (s.ContactOut, "recorded"),
+                 200: (s.ContactOut, "this external_ref was recorded before: the same contact")},
+        errors=(400, 401, 404, 409),
+    ),
 )  # fmt: skip
 
 _ERRORS = {
     400: "bad JSON, a missing or invalid field (named in `field`)",
     401: "no or wrong Bearer token",
-    404: "no such client, car or card",
+    404: "no such client, car, card, booking, service or branch",
     409: "conflicts with what is recorded (insufficient_balance, ref_conflict, visit_exists...)",
 }
 
@@ -127,10 +185,11 @@ def openapi_document() -> dict[str, Any]:
             "version": autoloyal.__version__,
             "description": (
                 "For the dealer's system (1C or any DMS): clients, cars, closed work orders, "
-                "bonus balances and redemptions. Every request but this document needs "
-                "`Authorization: Bearer <[http] api_token>`. Money is a decimal string with "
-                'two places. Errors are `{"error": {"code", "message", "field"}}`; '
-                "nothing is half-applied."
+                "bonus balances and redemptions, service bookings and inbound contacts. "
+                "Times carry their UTC offset; a booking's are on its branch's clock. Every "
+                "request but this document needs `Authorization: Bearer <[http] api_token>`. "
+                "Money is a decimal string with two places. "
+                'Errors are `{"error": {"code", "message", "field"}}`; nothing is half-applied.'
             ),
         },
         "paths": paths,
@@ -150,8 +209,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         )
     for name, schema, description in operation.query:
         parameters.append(
-            {"name": name, "in": "query", "required": False, "schema": schema,
-             "description": description}
+            {"name": name, "in": "query", "required": name in operation.required,
+             "schema": schema, "description": description}
         )  # fmt: skip
     responses: dict[str, Any] = {
         str(status): {
@@ -161,6 +220,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
         for status, (model, description) in operation.answers.items()
     }
     for status in operation.errors:
+        if str(status) in responses:
+            continue
         responses[str(status)] = {
             "description": _ERRORS[status],
             "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}},

@@ -12,7 +12,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 # No control characters: PostgreSQL refuses NUL in text, and no name needs a tab.
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -46,6 +54,22 @@ CardNumber = Annotated[str, line(40)]
 Ref = Annotated[str, line(120)]
 Recent = Annotated[int, Field(ge=0, le=100)]
 Km = Annotated[int, Field(ge=0, le=3_000_000)]
+Code = Annotated[str, line(32)]
+"""A service's or a branch's code from the config."""
+RowId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+"""A record's id as the API shows it (booking, campaign): a 32-bit integer column."""
+
+
+def _in_range(value: datetime) -> datetime:
+    """Years 2000 to 2100 only: an offset on year 1 or 9999 cannot even be turned into UTC.
+    An instant without its offset passes; the service refuses it naming the field."""
+    if not 2000 <= value.year <= 2100:
+        raise PydanticCustomError("datetime_range", "must be between the years 2000 and 2100")
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_in_range)]
+""""2026-11-25T10:00:00+03:00": an ISO date and time with its UTC offset."""
 
 
 class Request(BaseModel):
@@ -120,6 +144,79 @@ class RedemptionIn(Request):
 class OdometerIn(Request):
     km: Km
     read_on: date | None = Field(None, description="default: today")
+
+
+BookingState = Literal[
+    "requested", "confirmed", "arrived", "completed", "cancelled", "declined", "no_show"
+]
+DayStateName = Literal["free", "full", "closed", "out"]
+BookingAction = Literal["confirm", "cancel", "arrive", "no_show", "decline"]
+
+
+class BookingIn(Request):
+    """A booking for a client named by `client` (external id) or by `phone`."""
+
+    client: ExternalId | None = Field(None, description="the client's external id")
+    phone: Phone | None = Field(
+        None,
+        examples=["+7 903 525-45-60"],
+        description="instead of `client`: the client with this phone, or a new potential client",
+    )
+    name: Annotated[str, line(200)] | None = Field(
+        None, examples=["Смирнов Иван Петрович"], description="a new potential client's name"
+    )
+    service: Code = Field(examples=["maintenance"], description="a service code")
+    branch: Code | None = Field(
+        None, description="a branch code; may be left out when only one branch takes bookings"
+    )
+    starts_at: Instant = Field(
+        examples=["2026-11-25T10:00:00+03:00"], description="a free start, with its UTC offset"
+    )
+    car: ExternalId | None = Field(None, description="the client's car, by its external id")
+    comment: Annotated[str, StringConstraints(max_length=500)] | None = None
+    external_ref: Annotated[str, line(64)] | None = Field(
+        None, description="your reference: the same ref again answers the booking it made"
+    )
+
+
+class BookingPatch(Request):
+    """A step (`action`), a new time (`starts_at`: the booking is moved), or both: moved,
+    then the step taken on the moved booking."""
+
+    action: BookingAction | None = None
+    starts_at: Instant | None = Field(None, examples=["2026-11-26T12:00:00+03:00"])
+
+
+Channel = Literal["call", "walk_in", "bot", "website", "api"]
+Purpose = Literal["service", "repair_question", "sales", "complaint", "other"]
+Outcome = Literal["booked", "not_booked", "information"]
+
+
+class ContactIn(Request):
+    """One inbound contact: a call, a walk-in, a request from the site."""
+
+    channel: Channel
+    purpose: Purpose
+    outcome: Outcome
+    phone: Phone | None = Field(
+        None, description="the caller; an unknown number becomes a potential client"
+    )
+    client: ExternalId | None = Field(None, description="the client's external id")
+    name: Annotated[str, line(200)] | None = Field(
+        None, description="a new potential client's name"
+    )
+    source: Annotated[str, line(64)] | None = Field(
+        None, description='"how did you hear about us": one of the config\'s [contacts] sources'
+    )
+    campaign: RowId | None = Field(None, description="the campaign that brought them (its id)")
+    staff: Annotated[str, line(128)] | None = Field(None, description="who took the contact")
+    branch: Code | None = Field(None, description="a branch code")
+    booking: RowId | None = Field(None, description="the booking it led to (its id)")
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    external_ref: Annotated[str, line(64)] | None = Field(
+        None, description="your reference: the same ref again answers the contact it recorded"
+    )
+    happened_at: Instant | None = Field(None, description="with its UTC offset; default: now")
 
 
 class TierOut(Response):
@@ -233,6 +330,71 @@ class VisitOut(Response):
     survey: SurveyOut | None
 
 
+class DayOut(Response):
+    date: date
+    state: DayStateName = Field(
+        description="free: has free starts; full: works, nothing free; closed: does not work;"
+        " out: before the earliest bookable moment or past the horizon"
+    )
+    starts: list[datetime] = Field(description="free starts, with the branch's UTC offset")
+
+
+class SlotsOut(Response):
+    service: str
+    branch: str
+    days: list[DayOut]
+
+
+class BookingOut(Response):
+    id: int
+    state: BookingState
+    client_id: int
+    client: str | None = Field(description="the client's external id; None: not known to you")
+    car: str | None = Field(description="the car's external id")
+    service: str
+    service_name: str
+    branch: str
+    branch_name: str
+    starts_at: datetime = Field(description="with the branch's UTC offset")
+    ends_at: datetime
+    comment: str | None
+    source: str = Field(examples=["api", "bot", "staff"])
+    external_ref: str | None
+    requested_at: datetime
+    confirmed_at: datetime | None
+    arrived_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    declined_at: datetime | None
+    no_show_at: datetime | None
+    rescheduled_from: int | None = Field(description="the booking this one was moved from")
+    visit: str | None = Field(description="the work order (its external id) that completed it")
+    actor: str | None = Field(description="who took the last step")
+
+
+class BookingsOut(Response):
+    date: date
+    bookings: list[BookingOut]
+
+
+class ContactOut(Response):
+    id: int
+    happened_at: datetime
+    channel: str
+    purpose: str
+    outcome: str
+    source: str | None
+    client_id: int | None
+    client: str | None = Field(description="the client's external id")
+    phone: str | None
+    branch: str | None
+    campaign: int | None
+    booking: int | None
+    staff: str | None
+    note: str | None
+    external_ref: str | None
+
+
 class ErrorBody(Response):
     code: str = Field(examples=["not_found", "invalid", "insufficient_balance"])
     message: str
@@ -241,3 +403,16 @@ class ErrorBody(Response):
 
 class ErrorOut(Response):
     error: ErrorBody
+
+
+class SlotTakenBody(ErrorBody):
+    alternatives: list[datetime] = Field(
+        default_factory=list,
+        description="slot_taken only: the nearest free starts, with the branch's UTC offset",
+    )
+
+
+class SlotTakenOut(Response):
+    """A conflict; when the start was taken (`slot_taken`), the starts to offer instead."""
+
+    error: SlotTakenBody

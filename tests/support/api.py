@@ -94,6 +94,9 @@ class ApiClient:
     async def post(self, path: str, body: Any) -> Answer:
         return await self.call("POST", path, body)
 
+    async def patch(self, path: str, body: Any) -> Answer:
+        return await self.call("PATCH", path, body)
+
 
 @asynccontextmanager
 async def serve_api(
