@@ -21,7 +21,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption
 from typer.main import get_command
 
-from autoloyal.cli import admin, bonuses, campaigns, mailing, segments, templates
+from autoloyal.cli import admin, bonuses, campaigns, mailing, reports, segments, templates
 from autoloyal.cli.console import CONFIG_ENV, Root, err
 
 PROG = "autoloyal"
@@ -48,6 +48,7 @@ app.add_typer(templates.template_app, name="template")
 app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(bonuses.bonus_app, name="bonus")
 app.add_typer(bonuses.card_app, name="card")
+app.add_typer(reports.report_app, name="report")
 
 
 @app.callback()
