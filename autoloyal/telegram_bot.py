@@ -12,8 +12,8 @@ from aiogram.fsm.storage.memory import MemoryStorage
 
 from autoloyal.app import App
 from autoloyal.config import Settings
-from autoloyal.messaging import company_info
-from autoloyal.rules import bonus_rules, maintenance_policy
+from autoloyal.messaging import company_info, template_library
+from autoloyal.rules import bonus_rules, booking_notices, booking_rules, maintenance_policy
 from bot.i18n import Catalogs
 from bot.telegram.app import build_dispatcher
 from bot.telegram.middlewares import FloodCounter, MemoryFloodCounter, RedisFloodCounter
@@ -54,6 +54,9 @@ def bot_services(app: App) -> BotServices:
         staff=staff_directory(settings),
         staff_chat_id=settings.telegram.staff_chat_id,
         catalogs=Catalogs(settings.company.locale),
+        bookings=booking_rules(settings),
+        notices=booking_notices(settings, template_library(settings)),
+        contact_sources=settings.contacts.sources,
         bot_username=settings.telegram.bot_username,
     )
 

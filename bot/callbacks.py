@@ -51,3 +51,69 @@ class Cancel(CallbackData, prefix="x"):
     """Leave the step in hand (odometer, a new car, a comment) and show the menu."""
 
     step: str
+
+
+class BookCar(CallbackData, prefix="bkc"):
+    """The car to book for; 0: another car, not on record."""
+
+    car: int
+
+
+class BookService(CallbackData, prefix="bks"):
+    """A `[[service]]` code."""
+
+    service: str
+
+
+class BookBranch(CallbackData, prefix="bkb"):
+    """A `[[branch]]` code."""
+
+    branch: str
+
+
+class BookMonth(CallbackData, prefix="bkm"):
+    """Turn the calendar to a month: YYYYMM."""
+
+    month: int
+
+
+class BookDay(CallbackData, prefix="bkd"):
+    """A day of the calendar: YYYYMMDD."""
+
+    day: int
+
+
+class BookIdle(CallbackData, prefix="bki"):
+    """A calendar cell that books nothing: `why` is "full", "closed" or "blank"."""
+
+    why: str
+
+
+class BookTime(CallbackData, prefix="bkt"):
+    """A start, in unix seconds (UTC): a free start of the day, or an alternative offered
+    when the chosen one was taken."""
+
+    at: int
+
+
+class BookStep(CallbackData, prefix="bk"):
+    """A step of the booking conversation: "days" (back to the calendar), "nocomment",
+    "confirm", "cancel", "list" (the client's bookings)."""
+
+    action: str
+
+
+class MyBooking(CallbackData, prefix="mbk"):
+    """The client acts on their own booking: "cancel" (asks first), "cancel_yes", "move"."""
+
+    action: str
+    booking: int
+
+
+class StaffBooking(CallbackData, prefix="sbk"):
+    """Staff act on a booking card: "confirm", "decline", "move" (shows new times), "to" (move
+    to `at`, unix seconds), "card" (back to the card)."""
+
+    action: str
+    booking: int
+    at: int = 0

@@ -149,14 +149,16 @@ async def test_a_survey_link_opened_before_linking_leads_to_the_survey_after_it(
     assert keyboard(answers[-1].reply_markup) == ["1⭐", "2⭐", "3⭐", "4⭐", "5⭐"]
 
 
-async def test_the_booking_link_shows_how_to_book_until_the_bot_books_itself(
-    db: Database, clock: FakeClock
-) -> None:
+async def test_the_booking_link_opens_the_booking(db: Database, clock: FakeClock) -> None:
+    """A client with no car starts at the service (tests/test_bot_booking.py books)."""
     await add_client(db, phone="+79035254560", telegram_id=IVAN.id)
     async with bot_chat(db, clock) as chat:
         [answer] = await chat.send(tg.command(IVAN, "start", "book"))
-    assert "позвоните нам" in answer.text
-    assert "+7 495 123-45-67" in answer.text
+    assert "Какая услуга нужна?" in answer.text
+    assert answer.reply_markup is not None
+    rows = answer.reply_markup["inline_keyboard"]
+    labels = [button["text"] for row in rows for button in row]
+    assert any(label.startswith("Техническое обслуживание") for label in labels)
 
 
 async def test_linking_twice_changes_nothing(db: Database, clock: FakeClock) -> None:

@@ -123,7 +123,7 @@ async def test_run_polls_lists_the_commands_in_each_language_and_answers_start(
     for commands, scope in by_language.values():
         assert scope == {"type": "all_private_chats"}
         names = [c["command"] for c in commands]
-        assert names == ["start", "balance", "card", "cars", "book", "settings", "help"]
+        assert names == ["start", "balance", "card", "cars", "book", "bookings", "settings", "help"]
     described = {
         lang: {c["command"]: c["description"] for c in by_language[lang][0]} for lang in by_language
     }

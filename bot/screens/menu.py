@@ -35,6 +35,7 @@ def commands(t: Texts) -> list[tuple[str, str]]:
         ("card", t._("Discount card with a QR code")),
         ("cars", t._("My cars and maintenance")),
         ("book", t._("Book a service")),
+        ("bookings", t._("My bookings")),
         ("settings", t._("Messages and language")),
         ("help", t._("Help")),
     ]
@@ -58,6 +59,7 @@ def help_screen(t: Texts, company: CompanyInfo) -> Screen:
         t._("/card: your discount card and its QR code to show at the desk"),
         t._("/cars: your cars, their mileage and the next maintenance"),
         t._("/book: book a service"),
+        t._("/bookings: your bookings, to cancel or move one"),
         t._("/settings: which messages you get, and the language"),
     ]
     lines += ["", *_contacts(t, company)]
@@ -66,13 +68,6 @@ def help_screen(t: Texts, company: CompanyInfo) -> Screen:
 
 def unknown_input(t: Texts) -> Screen:
     return Screen(t._("I didn't get that. Please use the buttons below, or /help."), menu=True)
-
-
-def book(t: Texts, company: CompanyInfo) -> Screen:
-    """Booking until the bot books itself: how to reach the service centre."""
-    lines = [t._("To book a service, call us and we will find a convenient time.")]
-    lines += ["", *_contacts(t, company)]
-    return Screen("\n".join(lines), menu=True)
 
 
 def apology(t: Texts) -> Screen:

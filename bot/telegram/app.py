@@ -11,7 +11,19 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot.telegram import middlewares
-from bot.telegram.handlers import cars, fallback, membership, menu, settings, staff, start, survey
+from bot.telegram.handlers import (
+    booking,
+    booking_staff,
+    cars,
+    fallback,
+    membership,
+    menu,
+    settings,
+    staff,
+    staff_desk,
+    start,
+    survey,
+)
 from bot.telegram.middlewares import FloodCounter, MemoryFloodCounter
 from bot.telegram.services import BotServices
 
@@ -23,18 +35,21 @@ def build_dispatcher(
     flood: FloodCounter | None = None,
     per_minute: int = 30,
 ) -> Dispatcher:
-    """Routers, first match wins: membership changes; the staff chat; /start and the
-    contact; the menu (a menu tap leaves any step in hand); the reminder to share the
-    phone; the steps and buttons of the survey, cars and settings; and last the help for
-    anything else."""
+    """Routers, first match wins: membership changes; the staff chat (complaints, booking
+    cards); /start and the contact; the menu (a menu tap leaves any step in hand); the
+    reminder to share the phone; the steps and buttons of booking, the survey, cars and
+    settings; and last the help for anything else."""
     dp = Dispatcher(storage=storage or MemoryStorage())
     dp["services"] = services
     dp.include_routers(
         membership.make_router(services),
         staff.make_router(services),
+        staff_desk.make_router(services),
+        booking_staff.make_router(services),
         start.make_router(services),
         menu.make_router(services),
         start.make_reminder_router(services),
+        booking.make_router(services),
         survey.make_router(services),
         cars.make_router(services),
         settings.make_router(services),

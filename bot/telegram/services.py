@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from bot.i18n import Catalogs
 from bot.texts import Texts
 from crm.bonuses import BonusRules
+from crm.booking import BookingNotices, BookingRules
 from crm.clock import Clock, Moment
 from crm.context import CompanyInfo
 from crm.feedback import ComplaintRules
@@ -43,6 +44,11 @@ class BotServices:
     staff: StaffDirectory
     staff_chat_id: int | None
     catalogs: Catalogs
+    bookings: BookingRules
+    notices: BookingNotices | None
+    """How a confirmed booking's confirmation is sent; None: it is not sent."""
+    contact_sources: tuple[str, ...]
+    """`[contacts] sources`: the answers to "how did you hear about us"."""
     bot_username: str = ""
     """The bot's @username, for links that open it (a friend's invitation)."""
 

@@ -498,7 +498,7 @@ async def _check_own_overlap(
 
 
 def _check_cancel_window(rules: BookingRules, row: Booking, moment: Moment) -> None:
-    if moment.now > row.starts_at - rules.cancel_before:
+    if not rules.client_may_change(row.starts_at, moment.now):
         hours = rules.cancel_before.total_seconds() / 3600
         raise Conflict(
             f"booking {row.id} starts in less than {hours:g} h: please call the service centre",

@@ -148,6 +148,10 @@ class BookingRules:
     def codes(self) -> tuple[str, ...]:
         return tuple(self.branches)
 
+    def client_may_change(self, starts_at: datetime, now: datetime) -> bool:
+        """Whether a client may still cancel or move a booking themselves (else: call)."""
+        return now <= starts_at - self.cancel_before
+
     def first_day(self, branch: BranchHours, now: datetime) -> date:
         """The first day a booking may be on: the earliest start allowed is now + min_lead."""
         return branch.local(now + self.min_lead).date()

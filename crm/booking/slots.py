@@ -120,9 +120,11 @@ async def free_days(
     *,
     first: date | None = None,
     days: int | None = None,
+    leaving_out: int | None = None,
 ) -> list[Day]:
     """Each day from `first` (default: today at the branch) for `days` (default: to the end
-    of the horizon), with its free starts."""
+    of the horizon), with its free starts; `leaving_out`: a booking being moved, whose own
+    time counts as free."""
     today = branch.local(now).date()
     first = first or today
     last = rules.last_day(branch, now)
@@ -132,7 +134,7 @@ async def free_days(
         return []
     since = branch.instant(wanted[0], time(0))
     until = branch.instant(wanted[-1] + timedelta(days=1), time(0))
-    held = await held_times(session, branch.code, since, until)
+    held = await held_times(session, branch.code, since, until, leaving_out=leaving_out)
     earliest = now + rules.min_lead
     return [_day(rules, branch, service, day, held, earliest, last) for day in wanted]
 
@@ -171,15 +173,26 @@ async def nearest_free(
     now: datetime,
     *,
     count: int = 5,
+    leaving_out: int | None = None,
 ) -> list[datetime]:
     """The `count` free starts nearest to `around` (before or after it), in time order:
     what a client who lost a slot is offered instead."""
     center = branch.local(around).date()
     first = max(center - timedelta(days=3), branch.local(now).date())
-    days = await free_days(session, rules, branch, service, now, first=first, days=8)
+    days = await free_days(
+        session, rules, branch, service, now, first=first, days=8, leaving_out=leaving_out
+    )
     starts = [start for day in days for start in day.starts]
     if len(starts) < count:  # a busy week: look further ahead
-        later = await free_days(session, rules, branch, service, now, first=first + timedelta(8))
+        later = await free_days(
+            session,
+            rules,
+            branch,
+            service,
+            now,
+            first=first + timedelta(8),
+            leaving_out=leaving_out,
+        )
         starts += [start for day in later for start in day.starts]
     nearest = sorted(starts, key=lambda start: (abs(start - around), start))[:count]
     return sorted(nearest)

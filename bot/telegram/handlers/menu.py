@@ -15,7 +15,7 @@ from bot.screens import menu as screens
 from bot.screens.menu import menu_lookup
 from bot.screens.ui import MenuKey
 from bot.telegram import render
-from bot.telegram.handlers import cars, settings
+from bot.telegram.handlers import booking, cars, settings
 from bot.telegram.middlewares import Who, require_client
 from bot.telegram.services import BotServices
 from bot.texts import Texts
@@ -50,10 +50,10 @@ def make_router(services: BotServices) -> Router:
         await state.set_state(None)
         await render.answer(message, screens.help_screen(t, services.company), t)
 
-    @router.message(MenuTap(MenuKey.BOOK, labels))
-    async def book(message: Message, state: FSMContext, t: Texts) -> None:
-        await state.set_state(None)
-        await render.answer(message, screens.book(t, services.company), t)
+    @needs_client.message(MenuTap(MenuKey.BOOK, labels))
+    async def book(message: Message, state: FSMContext, who: Who, t: Texts) -> None:
+        assert who.client_id is not None
+        await booking.open_booking(services, message, state, who.client_id, t)
 
     @needs_client.message(MenuTap(MenuKey.BALANCE, labels))
     async def balance(message: Message, state: FSMContext, who: Who, t: Texts) -> None:

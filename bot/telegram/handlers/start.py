@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.callbacks import AdsAnswer
 from bot.screens import menu, onboarding
 from bot.telegram import render
-from bot.telegram.handlers import survey
+from bot.telegram.handlers import booking, survey
 from bot.telegram.middlewares import Who
 from bot.telegram.services import BotServices
 from bot.telegram.states import Onboarding
@@ -125,7 +125,7 @@ def make_router(services: BotServices) -> Router:
             await survey.open_survey(services, message, state, client_id, visit, t)
             return
         if payload == BOOK:
-            await render.answer(message, menu.book(t, services.company), t)
+            await booking.open_booking(services, message, state, client_id, t)
             return
         if payload.startswith(REFERRAL):
             async with services.write() as session:
