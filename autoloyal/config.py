@@ -290,6 +290,16 @@ class BonusSettings(Section):
     referral_referrer: Decimal = Field(default=Decimal(500), ge=0, decimal_places=2)
     referral_referred: Decimal = Field(default=Decimal(500), ge=0, decimal_places=2)
     no_accrual_kinds: tuple[str, ...] = ("sale",)
+    expiring_warn_days: int = Field(default=14, ge=0, le=365)
+    """Warn a client (`bonus_expiring`) this many days before bonuses expire; 0: never."""
+    accrued_notice: bool = True
+    """Tell a client what a work order earned (`bonus_accrued`)."""
+    notice_channels: tuple[str, ...] = ("telegram", "sms", "email")
+
+    @field_validator("notice_channels")
+    @classmethod
+    def _notice_plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _plan(value)
 
     @field_validator("no_accrual_kinds")
     @classmethod
@@ -545,6 +555,172 @@ class ImportSettings(Section):
 STAFF_ROLES = ("admin", "manager", "operator")
 
 
+def _plan(value: tuple[str, ...]) -> tuple[str, ...]:
+    from gateway.outbox import PlanError, parse_plan
+
+    try:
+        return parse_plan(value)
+    except PlanError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f'expected "HH:MM" like "10:00", got "{value}"')
+    return value
+
+
+class JobTiming(Section):
+    """When one scheduler job runs: daily `at` a local time, or `every_minutes`."""
+
+    at: str | None = None
+    every_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    enabled: bool = True
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        return None if value is None else _clock_time(value)
+
+    @model_validator(mode="after")
+    def _one(self) -> JobTiming:
+        if (self.at is None) == (self.every_minutes is None):
+            raise ValueError("give exactly one of at, every_minutes")
+        return self
+
+
+DEFAULT_JOB_TIMES: Mapping[str, JobTiming] = {
+    "greetings": JobTiming(at="09:00"),
+    "maintenance_reminders": JobTiming(at="11:00"),
+    "booking_reminders": JobTiming(every_minutes=15),
+    "surveys": JobTiming(every_minutes=10),
+    "bonus_expiry": JobTiming(at="03:30"),
+    "bonus_accrued": JobTiming(every_minutes=10),
+    "winback": JobTiming(at="12:00"),
+    "snapshots": JobTiming(at="02:30"),
+}
+
+
+class SchedulerSettings(Section):
+    catch_up_days: int = Field(default=3, ge=0, le=31)
+    """After downtime, reminders and bonus jobs run for missed days up to this many days back
+    (greetings never: a late greeting is worse than none)."""
+    jobs: dict[str, JobTiming] = Field(default_factory=lambda: dict(DEFAULT_JOB_TIMES))
+    """Per job: `greetings = { at = "10:00" }`; a job not listed keeps its default."""
+
+    @field_validator("jobs")
+    @classmethod
+    def _known(cls, value: dict[str, JobTiming]) -> dict[str, JobTiming]:
+        for name in value:
+            if name not in DEFAULT_JOB_TIMES:
+                raise ValueError(f"unknown job {name!r}: use {', '.join(DEFAULT_JOB_TIMES)}")
+        return value
+
+    def timing(self, job: str) -> JobTiming:
+        return self.jobs.get(job) or DEFAULT_JOB_TIMES[job]
+
+
+class ReminderSettings(Section):
+    maintenance_days_before: int = Field(default=14, ge=0, le=365)
+    """The maintenance reminder goes this many days before the forecast's planned date."""
+    maintenance_again_after_days: int = Field(default=14, ge=0, le=365)
+    """Once more this many days after the planned date when the client has neither booked
+    nor come; 0: never."""
+    maintenance_channels: tuple[str, ...] = ("telegram", "sms", "email")
+    booking_day_before_at: str = "12:00"
+    """The day-before booking reminder goes out from this local time; "" for none."""
+    booking_hours_before: float = Field(default=3.0, ge=0, le=48)
+    """A second reminder this many hours before the start; 0: none."""
+    booking_channels: tuple[str, ...] = ("telegram", "sms", "email")
+
+    @field_validator("maintenance_channels", "booking_channels")
+    @classmethod
+    def _plans(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _plan(value)
+
+    @field_validator("booking_day_before_at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        return value if value == "" else _clock_time(value)
+
+
+class WinbackSettings(Section):
+    enabled: bool = True
+    template: str = "winback"
+    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    kind: Literal["advertising", "service"] = "advertising"
+
+    @field_validator("channels")
+    @classmethod
+    def _plan_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _plan(value)
+
+
+OCCASION_DATE = re.compile(
+    r"(?P<fixed>(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))"
+    r"|(?P<nth>(1st|2nd|3rd|4th|last)-(mon|tue|wed|thu|fri|sat|sun)-(0[1-9]|1[0-2]))"
+    r"|birthday|car_purchase"
+)
+
+
+class OccasionSettings(Section):
+    """A greeting (`[[occasion]]`): who gets it, on which day, with which template."""
+
+    code: str = Field(min_length=1, max_length=32)
+    template: str = Field(min_length=1, max_length=64)
+    date: str
+    """"MM-DD" (fixed), "last-sun-10" (the last Sunday of October; 1st..4th or last, mon..sun,
+    month), "birthday" (the client's; 29 February on the 28th in common years), or
+    "car_purchase" (the anniversary of buying a car here)."""
+    audience: str = "all"
+    """A segment expression: "filter(gender=female)", "all", "abc(group=A) and not lost"."""
+    days_before: int = Field(default=0, ge=0, le=30)
+    at: str = "10:00"
+    """The local time the greeting goes out (in the client's zone, else the company's)."""
+    gift: Decimal | None = Field(default=None, gt=0, decimal_places=2)
+    """Bonuses given with the greeting (a birthday's default is `[bonuses] birthday`)."""
+    gift_valid_days: int | None = Field(default=None, ge=1, le=36_500)
+    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    kind: Literal["advertising", "service"] = "advertising"
+    enabled: bool = True
+
+    @field_validator("code")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
+        return value
+
+    @field_validator("date")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if not OCCASION_DATE.fullmatch(value):
+            raise ValueError(
+                f'"{value}": use "MM-DD", "last-sun-10" (1st..4th or last, mon..sun, month),'
+                ' "birthday" or "car_purchase"'
+            )
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        return _clock_time(value)
+
+    @field_validator("channels")
+    @classmethod
+    def _plan_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _plan(value)
+
+
+DEFAULT_OCCASIONS = (
+    OccasionSettings(code="new_year", template="new_year", date="12-31", days_before=1),
+    OccasionSettings(code="feb23", template="feb23", date="02-23", audience="filter(gender=male)"),
+    OccasionSettings(code="mar8", template="mar8", date="03-08", audience="filter(gender=female)"),
+    OccasionSettings(code="motorist_day", template="motorist_day", date="last-sun-10"),
+    OccasionSettings(code="birthday", template="birthday", date="birthday"),
+)
+
+
 class ServiceSettings(Section):
     """A service clients book (`[[service]]`)."""
 
@@ -672,6 +848,10 @@ class Settings(Section):
     service: tuple[ServiceSettings, ...] = DEFAULT_SERVICES
     booking: BookingSettings = BookingSettings()
     contacts: ContactSettings = ContactSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    reminders: ReminderSettings = ReminderSettings()
+    winback: WinbackSettings = WinbackSettings()
+    occasion: tuple[OccasionSettings, ...] = DEFAULT_OCCASIONS
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     email: EmailSettings = EmailSettings()
@@ -688,6 +868,15 @@ class Settings(Section):
             if branch.code in seen:
                 raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
             seen.add(branch.code)
+        return self
+
+    @model_validator(mode="after")
+    def _occasions(self) -> Settings:
+        seen: set[str] = set()
+        for index, occasion in enumerate(self.occasion):
+            if occasion.code in seen:
+                raise ValueError(f"occasion[{index}].code: {occasion.code!r} is used twice")
+            seen.add(occasion.code)
         return self
 
     @model_validator(mode="after")

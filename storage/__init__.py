@@ -44,6 +44,7 @@ from storage.outbox import (
     MessageAttempt,
     MessageTemplate,
 )
+from storage.scheduling import ClassSnapshot, JobRun
 
 __all__ = [
     "AppSecret",
@@ -58,6 +59,7 @@ __all__ = [
     "Car",
     "CardEvent",
     "ChannelUnreachable",
+    "ClassSnapshot",
     "Client",
     "ClientAlias",
     "ClientConsent",
@@ -68,6 +70,7 @@ __all__ = [
     "DiscountCard",
     "InboundContact",
     "InboundSms",
+    "JobRun",
     "Message",
     "MessageAttempt",
     "MessageTemplate",

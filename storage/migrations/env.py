@@ -12,10 +12,6 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-import storage.bonuses
-import storage.booking
-import storage.feedback
-import storage.outbox  # noqa: F401  (registers the outbox tables)
 from storage.engine import create_engine
 from storage.models import Base
 
