@@ -718,6 +718,7 @@ DEFAULT_OCCASIONS = (
     OccasionSettings(code="mar8", template="mar8", date="03-08", audience="filter(gender=female)"),
     OccasionSettings(code="motorist_day", template="motorist_day", date="last-sun-10"),
     OccasionSettings(code="birthday", template="birthday", date="birthday"),
+    OccasionSettings(code="car_anniversary", template="car_anniversary", date="car_purchase"),
 )
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
@@ -29,10 +29,12 @@ from gateway.dispatch import Dispatcher
 from gateway.receipts import poll_receipts
 from storage import current_revision
 
+if TYPE_CHECKING:
+    from scheduler.runner import SchedulerRole
+
 log = logging.getLogger("autoloyal")
 
-# Roles this release has; the scheduler joins this tuple.
-ROLES = ("api", "dispatcher", "bot")
+ROLES = ("api", "dispatcher", "bot", "scheduler")
 
 
 class UnknownRole(ValueError):
@@ -74,6 +76,9 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         if bot is not None:
             await bot.start()
         dispatcher = _start_dispatcher(app, stop) if "dispatcher" in roles else None
+        scheduler = scheduler_role(app) if "scheduler" in roles else None
+        if scheduler is not None:
+            await scheduler.start()
         settle_heap()
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait(
@@ -81,6 +86,8 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         )
         stop.set()
         log.info("stopping")
+        if scheduler is not None:
+            await scheduler.stop()  # the job runs in hand finish
         if bot is not None:
             await bot.stop()  # finishes the updates in hand
         if dispatcher is not None:
@@ -88,6 +95,12 @@ async def run(settings: Settings, roles: Sequence[str], stop: asyncio.Event | No
         for runner in runners:
             await runner.cleanup()
     log.info("stopped")
+
+
+def scheduler_role(app: App) -> SchedulerRole:
+    from scheduler.runner import SchedulerRole
+
+    return SchedulerRole(app.settings, app.engine, app.sessions, app.clock)
 
 
 def settle_heap() -> None:

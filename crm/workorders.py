@@ -1,8 +1,10 @@
 """Closed work orders and odometer readings pushed by the dealer's system.
 
 Posting a work order records the visit and its odometer reading, accrues the bonuses it
-earns, rewards a referral on the client's first paid visit and queues the survey
-invitation, all in the caller's transaction: either everything is recorded or nothing.
+earns and rewards a referral on the client's first paid visit, all in the caller's
+transaction: either everything is recorded or nothing. The survey invitation is not
+rendered here: the answer says when it will be due, and the scheduler's `surveys` job
+queues it for that time.
 Posting the same work order again changes nothing and answers as the first time; posting
 it again with other figures is a Conflict (a closed work order is not edited over HTTP).
 """
@@ -24,11 +26,11 @@ from crm.booking import BookingRules, complete_by_visit
 from crm.branches import BranchResolver
 from crm.cards import Standing, standing
 from crm.clock import Moment
-from crm.context import CarFacts, ClientFacts
+from crm.context import ClientFacts
 from crm.errors import Conflict, DomainError, NotFound
 from crm.intake import require_car, require_client
 from crm.recipients import FACT_COLUMNS
-from crm.surveys import Invitation, SurveyInvites, invite_to_survey
+from crm.surveys import Invitation, SurveyInvites, plan_invitation
 from crm.visits import visit_kind
 from storage.bonuses import BonusLot, BonusMovement
 from storage.bulk import table_of
@@ -39,9 +41,7 @@ ODOMETER_MAX = 3_000_000
 # Built once: a work order runs these hundreds of times a second, and building a statement
 # costs more than SQLite takes to run it.
 _CLIENT_BY_EXTERNAL_ID = select(*FACT_COLUMNS).where(Client.external_id == bindparam("external_id"))
-_CAR_BY_EXTERNAL_ID = select(Car.id, Car.make, Car.model, Car.year, Car.plate, Car.vin).where(
-    Car.external_id == bindparam("external_id")
-)
+_CAR_BY_EXTERNAL_ID = select(Car.id).where(Car.external_id == bindparam("external_id"))
 _INSERT_VISIT = {  # a work order posted before inserts nothing, and answers as before
     name: dialect.insert(table_of(Visit))
     .on_conflict_do_nothing(index_elements=["external_id"])
@@ -104,7 +104,7 @@ async def post_visit(
     if data.odometer is not None and not 0 <= data.odometer <= ODOMETER_MAX:
         raise DomainError(f"{data.odometer} km is not an odometer reading", field="odometer")
     client = await _client(session, data.client)
-    car_id, car = (None, None) if data.car is None else await _car(session, data.car, data.odometer)
+    car_id = None if data.car is None else await _car(session, data.car)
     kind = visit_kind(data.kind or "")[0]
     if branches is None or not branches.knows(data.department):
         branches = await BranchResolver.load(session)
@@ -152,18 +152,7 @@ async def post_visit(
         booked = None if done is None else done.id
     survey = None
     if invites is not None:
-        survey = await invite_to_survey(
-            session,
-            invites,
-            visit_id=visit_id,
-            client_id=client.id,
-            visited_on=data.visited_on,
-            branch_id=branch_id,
-            now=moment.now,
-            today=moment.today,
-            client=client,
-            car=car,
-        )
+        survey = plan_invitation(invites, client, visited_on=data.visited_on, posted_at=moment.now)
     return VisitOutcome(
         visit_id,
         client.id,
@@ -187,14 +176,11 @@ async def _client(session: AsyncSession, external_id: str) -> ClientFacts:
     return ClientFacts(*cast(tuple[Any, ...], row))
 
 
-async def _car(
-    session: AsyncSession, external_id: str, odometer: int | None
-) -> tuple[int, CarFacts]:
-    row = (await session.execute(_CAR_BY_EXTERNAL_ID, {"external_id": external_id})).first()
-    if row is None:
+async def _car(session: AsyncSession, external_id: str) -> int:
+    car_id = await session.scalar(_CAR_BY_EXTERNAL_ID, {"external_id": external_id})
+    if car_id is None:
         raise NotFound(f"no car with external id {external_id!r}", field="car")
-    car_id, make, model, year, plate, vin = row
-    return car_id, CarFacts(make, model, year, plate, vin, odometer)
+    return int(car_id)
 
 
 async def _repeated(

@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
 from autoloyal.api.openapi import OPERATIONS
+from crm.clock import Moment
+from scheduler.base import JobContext, JobResult
+from scheduler.jobs import surveys
 from storage.bonuses import DiscountCard
 from storage.models import Car, Client, OdometerReading
 from storage.outbox import Message
-from tests.support.api import TOKEN, ApiClient, serve_api
+from tests.support.api import TOKEN, ApiClient, api_settings, serve_api
 from tests.support.clock import FakeClock
 from tests.support.databases import Database
 
@@ -260,11 +264,19 @@ async def test_the_work_orders_odometer_is_recorded_for_the_car(
         assert [tuple(row) for row in rows] == [("K1", 42000, date(2026, 11, 24), "visit")]
 
 
-async def test_the_survey_invitation_is_queued_for_noon_in_moscow_after_quiet_hours_and_delay(
-    api: ApiClient, db: Database, ivan: int
+async def test_the_survey_invitation_is_due_at_noon_in_moscow_and_the_scheduler_queues_it_then(
+    api: ApiClient, db: Database, clock: FakeClock, ivan: int
 ) -> None:
     posted = await api.post("/visits", work_order("WO-1", "5000"))
+    in_request = await count(db, Message.id)
+    clock.advance(minutes=10)
+    zone = ZoneInfo("Europe/Moscow")
+    await surveys.run(
+        JobContext(api_settings(db.url), db.sessions, Moment.of(clock, zone), zone), JobResult()
+    )
 
+    assert in_request == 0  # nothing is rendered in the dealer's request
+    assert posted.body["survey"] == {"scheduled_at": "2026-11-24T09:00:00Z", "reason": None}
     async with db.sessions() as session:
         rows = await session.execute(
             select(Message.idempotency_key, Message.template, Message.client_id, Message.next_attempt_at)
@@ -291,7 +303,7 @@ async def test_posting_the_same_work_order_again_answers_200_and_changes_nothing
     assert again.body == first.body | {"created": False, "survey": None}
     assert account.body["balance"] == "370.00"
     assert len(account.body["movements"]) == 1
-    assert await count(db, Message.id) == 1
+    assert await count(db, Message.id) == 0  # the invitation is the scheduler's to queue
 
 
 async def test_the_same_work_order_with_another_amount_is_a_409_visit_exists(

@@ -264,8 +264,8 @@ async def test_a_role_stopped_right_after_its_start_stops_cleanly(
 
 def test_without_a_token_the_bot_is_left_out_and_asking_for_it_is_one_line() -> None:
     without = parse_settings({})
-    assert parse_roles(None, without) == ("api", "dispatcher")
-    assert parse_roles("", without) == ("api", "dispatcher")
+    assert parse_roles(None, without) == ("api", "dispatcher", "scheduler")
+    assert parse_roles("", without) == ("api", "dispatcher", "scheduler")
     for asked in ("bot", "api,bot", " bot , dispatcher "):
         with pytest.raises(UnknownRole) as refused:
             parse_roles(asked, without)
@@ -274,7 +274,7 @@ def test_without_a_token_the_bot_is_left_out_and_asking_for_it_is_one_line() -> 
 
     with_token = parse_settings({"telegram": {"token": TOKEN}})
     assert "bot" in parse_roles(None, with_token)
-    assert parse_roles(None, with_token) == ("api", "dispatcher", "bot")
+    assert parse_roles(None, with_token) == ("api", "dispatcher", "bot", "scheduler")
     assert parse_roles("bot", with_token) == ("bot",)
 
 

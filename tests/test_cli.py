@@ -178,9 +178,9 @@ def test_run_migrates_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     try:
         # Every role has started (and said so) before the signal: a SIGTERM that overtook
         # the dispatcher's start would stop the process before it logged its line.
-        lines, url, dispatching = [], None, False
+        lines, url, dispatching, scheduling = [], None, False, False
         deadline = time.monotonic() + 120
-        while not (url and dispatching) and time.monotonic() < deadline:
+        while not (url and dispatching and scheduling) and time.monotonic() < deadline:
             line = process.stderr.readline() if process.stderr else ""
             if not line:
                 break  # the process ended
@@ -188,8 +188,10 @@ def test_run_migrates_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
             if match := re.search(r"role api: serving (http://[\d.]+:\d+)", line):
                 url = match.group(1)
             dispatching = dispatching or "role dispatcher:" in line
+            scheduling = scheduling or "role scheduler: leading" in line
         assert url is not None, "".join(lines)
         assert dispatching, "".join(lines)
+        assert scheduling, "".join(lines)
 
         with urllib.request.urlopen(f"{url}/healthz", timeout=60) as response:
             health = json.load(response)
@@ -203,6 +205,7 @@ def test_run_migrates_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     assert process.returncode == 0
     log = "".join(lines) + rest
     assert f"at revision {head_revision()}" in log
-    assert re.findall(r"role (\w+):", log) == ["api", "dispatcher"]  # one line per role started
+    # one line per role started
+    assert re.findall(r"role (\w+):", log) == ["api", "dispatcher", "scheduler"]
     assert "stopped" in rest
     assert (tmp_path / "autoloyal.db").exists()

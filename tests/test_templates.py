@@ -299,7 +299,7 @@ NEEDS = {
     "birthday": set(), "new_year": set(), "feb23": set(), "mar8": set(), "motorist_day": set(),
     "winback": set(), "maintenance_reminder": {"maintenance"}, "booking_confirmation": {"booking"},
     "booking_reminder": {"booking"}, "bonus_accrued": {"bonus"}, "bonus_expiring": {"bonus"},
-    "survey_invitation": {"survey"},
+    "survey_invitation": {"survey"}, "car_anniversary": set(),
 }  # fmt: skip
 TELEGRAM_TAGS = frozenset({"b", "i", "u", "s", "a", "code"})
 

@@ -99,7 +99,7 @@ OPERATIONS = (
     Operation(
         "post", "/visits", "postVisit",
         "Post a closed work order: records the visit and odometer, accrues bonuses, "
-        "schedules the survey invitation",
+        "says when the survey invitation is due",
         body=s.VisitIn,
         answers={201: (s.VisitOut, "recorded"),
                  200: (s.VisitOut, "posted before with the same figures: the same answer")},

@@ -316,8 +316,11 @@ class BonusOut(Response):
 
 
 class SurveyOut(Response):
-    scheduled_at: datetime | None
-    reason: str | None
+    scheduled_at: datetime | None = Field(
+        description="when the invitation to rate the visit is due (the scheduler queues it"
+        " within minutes of the work order, to be sent then); null: none will be sent"
+    )
+    reason: str | None = Field(description="why no invitation will be sent; null when one will")
 
 
 class VisitOut(Response):
@@ -327,7 +330,10 @@ class VisitOut(Response):
     created: bool
     kind: str
     bonus: BonusOut
-    survey: SurveyOut | None
+    survey: SurveyOut | None = Field(
+        description="the invitation to rate the visit; null when the work order was posted"
+        " before or `[surveys] invite` is off"
+    )
 
 
 class DayOut(Response):

@@ -1,7 +1,7 @@
 """The `autoloyal` command line: the root command, its options, and errors as one line.
 
 One module per command group (admin: db, import, demo, run; segments; templates; campaigns;
-bonuses: bonus and card; mailing: messages). They import only typer, rich and
+bonuses: bonus and card; mailing: messages; reports; jobs). They import only typer, rich and
 autoloyal.cli.console when loaded; each command imports the database layer, the domain and
 the HTTP server when it runs. So `autoloyal --help` loads none of them, and a command loads
 what it uses (tests/test_cli_startup.py keeps `import autoloyal.cli` free of them).
@@ -21,7 +21,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption
 from typer.main import get_command
 
-from autoloyal.cli import admin, bonuses, campaigns, mailing, reports, segments, templates
+from autoloyal.cli import admin, bonuses, campaigns, jobs, mailing, reports, segments, templates
 from autoloyal.cli.console import CONFIG_ENV, Root, err
 
 PROG = "autoloyal"
@@ -49,6 +49,7 @@ app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(bonuses.bonus_app, name="bonus")
 app.add_typer(bonuses.card_app, name="card")
 app.add_typer(reports.report_app, name="report")
+app.add_typer(jobs.job_app, name="job")
 
 
 @app.callback()

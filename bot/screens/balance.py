@@ -96,5 +96,6 @@ def _kind(t: Texts, kind: str) -> str:
         "redemption": t._("paid with bonuses"),
         "reversal": t._("returned"),
         "expiry": t._("expired"),
+        "gift": t._("holiday gift"),
     }
     return names.get(kind, kind)

@@ -27,10 +27,16 @@ async def grant_birthday_bonuses(
     members = BIRTHDAYS.build({"within": 0}, SegmentContext(moment.today)).members
     granted = []
     for client_id in list(await session.scalars(members.order_by(Client.id))):
-        entry = Entry(BIRTHDAY, rules.birthday, ref=f"birthday:{client_id}:{moment.today.year}")
+        entry = Entry(BIRTHDAY, rules.birthday, ref=birthday_ref(client_id, moment.today.year))
         moved = await credit(
             session, client_id, entry, moment, valid_days=rules.birthday_valid_days
         )
         if not moved.repeated:
             granted.append(moved)
     return granted
+
+
+def birthday_ref(client_id: int, year: int) -> str:
+    """The birthday bonus's reference: one a client and year, whoever grants it (the
+    `bonus birthday` command or the greetings job)."""
+    return f"birthday:{client_id}:{year}"

@@ -35,8 +35,9 @@ ADJUSTMENT = "adjustment"
 REDEMPTION = "redemption"
 REVERSAL = "reversal"  # a redemption given back: its bill was cancelled
 EXPIRY = "expiry"
+GIFT = "gift"  # given with a greeting of the occasion calendar (crm/occasions.py)
 KINDS = (
-    ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, REVERSAL, EXPIRY,
+    ACCRUAL, WELCOME, BIRTHDAY, REFERRAL, OPENING, ADJUSTMENT, REDEMPTION, REVERSAL, EXPIRY, GIFT,
 )  # fmt: skip
 SPENT_ON_BILLS = (REDEMPTION, REVERSAL)  # together: what bonuses paid of a work order
 

@@ -9,7 +9,8 @@ booking, gets its own. The dispatcher keeps it out of the client's night.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,12 +52,7 @@ async def send_confirmation(
     if not channels:
         return False
     car = await _car(session, booking.car_id) if booking.car_id is not None else latest
-    section = {
-        "starts_at": booking.local_start,
-        "branch": branch.name,
-        "address": branch.address or notices.company.address,
-        "service": booking.service_name,
-    }
+    section = booking_section(branch, notices.company, booking.starts_at, booking.service_name)
     recipient = Recipient(
         booking.client_id,
         key=f"booking:{booking.id}:confirmed",
@@ -67,6 +63,19 @@ async def send_confirmation(
     template = await notices.library.get(session, TEMPLATE)
     await enqueue(session, template, [recipient], plan=notices.plan, kind=SERVICE, now=moment.now)
     return True
+
+
+def booking_section(
+    branch: BranchHours, company: CompanyInfo, starts_at: datetime, service: str
+) -> dict[str, Any]:
+    """The `booking` section of a message's context (confirmation, reminders): the start on
+    the branch's clock, the branch, its address, the service."""
+    return {
+        "starts_at": branch.local(starts_at),
+        "branch": branch.name,
+        "address": branch.address or company.address,
+        "service": service,
+    }
 
 
 async def _car(session: AsyncSession, car_id: int) -> CarFacts | None:
