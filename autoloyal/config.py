@@ -863,21 +863,18 @@ class Settings(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _unique_branches(self) -> Settings:
-        seen: set[str] = set()
-        for index, branch in enumerate(self.branch):
-            if branch.code in seen:
-                raise ValueError(f"branch[{index}].code: {branch.code!r} is used twice")
-            seen.add(branch.code)
-        return self
-
-    @model_validator(mode="after")
-    def _occasions(self) -> Settings:
-        seen: set[str] = set()
-        for index, occasion in enumerate(self.occasion):
-            if occasion.code in seen:
-                raise ValueError(f"occasion[{index}].code: {occasion.code!r} is used twice")
-            seen.add(occasion.code)
+    def _unique_codes(self) -> Settings:
+        codes = {
+            "branch": [branch.code for branch in self.branch],
+            "service": [service.code for service in self.service],
+            "occasion": [occasion.code for occasion in self.occasion],
+        }
+        for key, listed in codes.items():
+            seen: set[str] = set()
+            for index, code in enumerate(listed):
+                if code in seen:
+                    raise ValueError(f"{key}[{index}].code: {code!r} is used twice")
+                seen.add(code)
         return self
 
     @model_validator(mode="after")
@@ -885,11 +882,7 @@ class Settings(Section):
         from crm.branches import DEFAULT_BRANCH_CODE
 
         codes = {branch.code for branch in self.branch} or {DEFAULT_BRANCH_CODE}
-        seen: set[str] = set()
         for index, service in enumerate(self.service):
-            if service.code in seen:
-                raise ValueError(f"service[{index}].code: {service.code!r} is used twice")
-            seen.add(service.code)
             for code in service.branches:
                 if code not in codes:
                     raise ValueError(
