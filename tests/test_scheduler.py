@@ -227,8 +227,10 @@ async def test_a_job_turned_off_or_before_its_time_does_not_run(
 async def test_one_leader_among_schedulers_and_another_takes_over(
     db: Database, clock: FakeClock, role_of: object
 ) -> None:
-    """Two schedulers: one leads, the other waits; the leader's connection dies (its process
-    was killed) and PostgreSQL frees the lock: the other takes over. Never both at once."""
+    """Two schedulers: one leads, the other waits; the leader goes and its connection dies,
+    PostgreSQL frees the lock, and the other takes over. Never both at once. (A leader that
+    lost its connection but lives stands again, and may win again: the real-process test
+    below kills one.)"""
     if db.dialect != "postgresql":
         pytest.skip("SQLite: the scheduler runs in the one process it is started in")
     first_days, second_days = Greeter([]), Greeter([])
@@ -250,6 +252,7 @@ async def test_one_leader_among_schedulers_and_another_takes_over(
     assert first._lock_connection is not None
     raw = await first._lock_connection.get_raw_connection()
     backend = await raw.driver_connection.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
+    first._stopping.set()  # as good as dead: it will not stand again (kill -9: see below)
     async with db.engine.connect() as admin:
         await admin.execute(select(func.pg_terminate_backend(backend)))
     await asyncio.wait_for(second.caught_up.wait(), 120)
