@@ -199,6 +199,9 @@ class SchedulerRole:
                 self._running.discard(task)
 
     def _start_triggers(self) -> None:
+        # APScheduler says at INFO every job it adds and every run it starts; our own line
+        # per run (scheduler/runs.py) says what the run did.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         scheduler = AsyncIOScheduler(timezone=self.zone)
         for job in self.jobs.values():
             trigger: CronTrigger | IntervalTrigger
@@ -212,6 +215,7 @@ class SchedulerRole:
                 trigger,
                 args=(job,),
                 id=job.name,
+                name=job.name,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=15 * 60,
