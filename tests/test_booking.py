@@ -237,12 +237,23 @@ async def test_a_booking_requested_confirmed_arrived_and_its_confirmation_sent_o
     assert (made.state, made.comment, made.local_start.hour) == (REQUESTED, "Стучит  подвеска", 10)
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 0
+    queued = []
     for _ in range(2):  # a second tap on the staff card changes nothing
         async with db.sessions() as session, session.begin():
             confirmed = await act(
                 session, rules, made.id, "confirm", moment(clock), actor="Анна", notices=notices
             )
+        queued.append(confirmed.confirmation_queued)
     assert (confirmed.state, confirmed.actor) == (CONFIRMED, "Анна")
+    assert queued == [True, False]
+    # A client with no address on the plan: confirmed, and nothing queued, which staff see.
+    unreachable = await add_client(db)
+    async with db.sessions() as session, session.begin():
+        silent = await book(
+            session, rules, request(unreachable, start + timedelta(days=1)), moment(clock),
+            notices=notices, confirmed=True,
+        )  # fmt: skip
+    assert (silent.state, silent.confirmation_queued) == (CONFIRMED, False)
     async with db.sessions() as session:
         sent = (await session.scalars(select(Message))).all()
     assert [(m.template, m.idempotency_key, m.kind) for m in sent] == [

@@ -103,6 +103,9 @@ class BookingView:
     actor: str | None
     created: bool = True
     """False: the request repeated an `external_ref` and this is the booking it made."""
+    confirmation_queued: bool = False
+    """This call queued the client's confirmation (False: not confirmed by it, or the
+    client has no address on `[booking] channels`)."""
 
     @property
     def holds_time(self) -> bool:
@@ -196,7 +199,8 @@ async def book(
     await session.flush()
     view = _view(row, branch)
     if state == CONFIRMED and notices is not None:
-        await send_confirmation(session, notices, view, branch, moment)
+        queued = await send_confirmation(session, notices, view, branch, moment)
+        view = replace(view, confirmation_queued=queued)
     return view
 
 
@@ -254,7 +258,8 @@ async def act(
     await session.flush()
     view = _view(row, branch)
     if target == CONFIRMED and notices is not None:
-        await send_confirmation(session, notices, view, branch, moment)
+        queued = await send_confirmation(session, notices, view, branch, moment)
+        view = replace(view, confirmation_queued=queued)
     return view
 
 

@@ -472,7 +472,7 @@ async def _book(
         await _show(query, screens.refused(t, draft, str(refused)), services)
         return
     await state.clear()
-    await _show(query, screens.booked(t, draft, view, services.notices is not None), services)
+    await _show(query, screens.booked(t, draft, view, view.confirmation_queued), services)
 
 
 async def _draft(services: BotServices, state: FSMContext) -> Draft:
