@@ -15,10 +15,18 @@ from collections.abc import Mapping
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from crm.visits import VISIT_KINDS
 
@@ -27,6 +35,36 @@ from crm.visits import VISIT_KINDS
 # config without those keys never need.
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+
+
+def _slug(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+        raise ValueError("use lowercase latin letters, digits, '-' and '_'")
+    return value
+
+
+def _plan(value: tuple[str, ...]) -> tuple[str, ...]:
+    from gateway.outbox import PlanError, parse_plan
+
+    try:
+        return parse_plan(value)
+    except PlanError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f'expected "HH:MM" like "10:00", got "{value}"')
+    return value
+
+
+ClockTime = Annotated[str, AfterValidator(_clock_time)]
+"""A local time of day, "HH:MM"."""
+Slug = Annotated[str, AfterValidator(_slug)]
+"""A code or name in config: lowercase latin letters, digits, '-' and '_'."""
+ChannelPlan = Annotated[tuple[str, ...], AfterValidator(_plan)]
+"""Channels in the order a message tries them, e.g. ("telegram", "sms", "email")."""
+
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _QUIET_HOURS = re.compile(
     r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-3]):(?P<m2>[0-5]\d)"
@@ -129,7 +167,7 @@ def parse_span(value: str) -> tuple[time, time] | None:
 
 
 class BranchSettings(Section):
-    code: str = Field(min_length=1, max_length=32)
+    code: Slug = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=128)
     departments: list[str] = Field(default_factory=list)
     timezone: str | None = None
@@ -165,13 +203,6 @@ class BranchSettings(Section):
     @classmethod
     def _lunch(cls, value: str) -> str:
         parse_span(value)
-        return value
-
-    @field_validator("code")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
-            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
         return value
 
     @field_validator("timezone")
@@ -294,12 +325,7 @@ class BonusSettings(Section):
     """Warn a client (`bonus_expiring`) this many days before bonuses expire; 0: never."""
     accrued_notice: bool = True
     """Tell a client what a work order earned (`bonus_accrued`)."""
-    notice_channels: tuple[str, ...] = ("telegram", "sms", "email")
-
-    @field_validator("notice_channels")
-    @classmethod
-    def _notice_plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _plan(value)
+    notice_channels: ChannelPlan = ("telegram", "sms", "email")
 
     @field_validator("no_accrual_kinds")
     @classmethod
@@ -314,21 +340,11 @@ class SurveySettings(Section):
     invite: bool = True
     invite_after_hours: float = Field(default=3.0, ge=0, le=24 * 14)
     max_visit_age_days: int = Field(default=3, ge=0, le=365)
-    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    channels: ChannelPlan = ("telegram", "sms", "email")
     complaint_csat: int = Field(default=3, ge=0, le=5)
     """A satisfaction score (1-5) at or below this opens a complaint; 0: never."""
     complaint_nps: int = Field(default=6, ge=-1, le=10)
     """A recommendation score (0-10) at or below this opens a complaint; -1: never."""
-
-    @field_validator("channels")
-    @classmethod
-    def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from gateway.outbox import PlanError, parse_plan
-
-        try:
-            return parse_plan(value)
-        except PlanError as exc:
-            raise ValueError(str(exc)) from None
 
 
 TELEGRAM_API = "https://api.telegram.org"
@@ -465,7 +481,7 @@ def sms_generic_spec(raw: Mapping[str, Any]) -> Any:
 
 
 class EmailAccountSettings(Section):
-    name: str = Field(min_length=1, max_length=48)
+    name: Slug = Field(min_length=1, max_length=48)
     host: str = Field(min_length=1)
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "starttls"
@@ -480,13 +496,6 @@ class EmailAccountSettings(Section):
     dkim_key_file: Path | None = None
     ca_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
-            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
-        return value
 
     @field_validator("from_address", "reply_to")
     @classmethod
@@ -555,32 +564,12 @@ class ImportSettings(Section):
 STAFF_ROLES = ("admin", "manager", "operator")
 
 
-def _plan(value: tuple[str, ...]) -> tuple[str, ...]:
-    from gateway.outbox import PlanError, parse_plan
-
-    try:
-        return parse_plan(value)
-    except PlanError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _clock_time(value: str) -> str:
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-        raise ValueError(f'expected "HH:MM" like "10:00", got "{value}"')
-    return value
-
-
 class JobTiming(Section):
     """When one scheduler job runs: daily `at` a local time, or `every_minutes`."""
 
-    at: str | None = None
+    at: ClockTime | None = None
     every_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     enabled: bool = True
-
-    @field_validator("at")
-    @classmethod
-    def _at(cls, value: str | None) -> str | None:
-        return None if value is None else _clock_time(value)
 
     @model_validator(mode="after")
     def _one(self) -> JobTiming:
@@ -626,17 +615,12 @@ class ReminderSettings(Section):
     maintenance_again_after_days: int = Field(default=14, ge=0, le=365)
     """Once more this many days after the planned date when the client has neither booked
     nor come; 0: never."""
-    maintenance_channels: tuple[str, ...] = ("telegram", "sms", "email")
+    maintenance_channels: ChannelPlan = ("telegram", "sms", "email")
     booking_day_before_at: str = "12:00"
     """The day-before booking reminder goes out from this local time; "" for none."""
     booking_hours_before: float = Field(default=3.0, ge=0, le=48)
     """A second reminder this many hours before the start; 0: none."""
-    booking_channels: tuple[str, ...] = ("telegram", "sms", "email")
-
-    @field_validator("maintenance_channels", "booking_channels")
-    @classmethod
-    def _plans(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _plan(value)
+    booking_channels: ChannelPlan = ("telegram", "sms", "email")
 
     @field_validator("booking_day_before_at")
     @classmethod
@@ -647,13 +631,8 @@ class ReminderSettings(Section):
 class WinbackSettings(Section):
     enabled: bool = True
     template: str = "winback"
-    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    channels: ChannelPlan = ("telegram", "sms", "email")
     kind: Literal["advertising", "service"] = "advertising"
-
-    @field_validator("channels")
-    @classmethod
-    def _plan_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _plan(value)
 
 
 OCCASION_DATE = re.compile(
@@ -666,7 +645,7 @@ OCCASION_DATE = re.compile(
 class OccasionSettings(Section):
     """A greeting (`[[occasion]]`): who gets it, on which day, with which template."""
 
-    code: str = Field(min_length=1, max_length=32)
+    code: Slug = Field(min_length=1, max_length=32)
     template: str = Field(min_length=1, max_length=64)
     date: str
     """"MM-DD" (fixed), "last-sun-10" (the last Sunday of October; 1st..4th or last, mon..sun,
@@ -675,21 +654,14 @@ class OccasionSettings(Section):
     audience: str = "all"
     """A segment expression: "filter(gender=female)", "all", "abc(group=A) and not lost"."""
     days_before: int = Field(default=0, ge=0, le=30)
-    at: str = "10:00"
+    at: ClockTime = "10:00"
     """The local time the greeting goes out (in the client's zone, else the company's)."""
     gift: Decimal | None = Field(default=None, gt=0, decimal_places=2)
     """Bonuses given with the greeting (a birthday's default is `[bonuses] birthday`)."""
     gift_valid_days: int | None = Field(default=None, ge=1, le=36_500)
-    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    channels: ChannelPlan = ("telegram", "sms", "email")
     kind: Literal["advertising", "service"] = "advertising"
     enabled: bool = True
-
-    @field_validator("code")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
-            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
-        return value
 
     @field_validator("date")
     @classmethod
@@ -700,16 +672,6 @@ class OccasionSettings(Section):
                 ' "birthday" or "car_purchase"'
             )
         return value
-
-    @field_validator("at")
-    @classmethod
-    def _at(cls, value: str) -> str:
-        return _clock_time(value)
-
-    @field_validator("channels")
-    @classmethod
-    def _plan_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _plan(value)
 
 
 DEFAULT_OCCASIONS = (
@@ -725,7 +687,7 @@ DEFAULT_OCCASIONS = (
 class ServiceSettings(Section):
     """A service clients book (`[[service]]`)."""
 
-    code: str = Field(min_length=1, max_length=32)
+    code: Slug = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=128)
     duration_minutes: int = Field(gt=0, le=24 * 60)
     price_from: Decimal | None = Field(default=None, ge=0)
@@ -733,13 +695,6 @@ class ServiceSettings(Section):
     """The visit kind it leads to (maintenance, repair, diagnostics, tyres, bodywork, other)."""
     branches: tuple[str, ...] = ()
     """Branch codes that offer it; empty: every branch."""
-
-    @field_validator("code")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
-            raise ValueError("use lowercase latin letters, digits, '-' and '_'")
-        return value
 
     @field_validator("kind")
     @classmethod
@@ -769,18 +724,8 @@ class BookingSettings(Section):
     """A client may cancel or move a booking up to this long before it starts."""
     auto_confirm: bool = False
     """False: staff confirm each request in the staff chat; True: a booking is confirmed at once."""
-    channels: tuple[str, ...] = ("telegram", "sms", "email")
+    channels: ChannelPlan = ("telegram", "sms", "email")
     """How the confirmation reaches the client."""
-
-    @field_validator("channels")
-    @classmethod
-    def _plan(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from gateway.outbox import PlanError, parse_plan
-
-        try:
-            return parse_plan(value)
-        except PlanError as exc:
-            raise ValueError(str(exc)) from None
 
 
 DEFAULT_CONTACT_SOURCES = (
