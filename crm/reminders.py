@@ -202,19 +202,9 @@ async def remind_maintenance(
         )
         wait = _morning(client, reminders.company, reminders.night, moment.now)
         groups[wait].append(Recipient(item.client_id, item.key, context, channels=channels))
-    template = await reminders.library.get(session, MAINTENANCE_TEMPLATE)
-    for wait, recipients in groups.items():
-        done = await enqueue(
-            session,
-            template,
-            recipients,
-            plan=reminders.plan,
-            kind=SERVICE,
-            now=moment.now,
-            not_before=wait,
-        )
-        counts["queued"] += done.queued
-        counts["duplicates"] += done.duplicates
+    await _queue(
+        session, reminders.library, MAINTENANCE_TEMPLATE, reminders.plan, groups, moment, counts
+    )
     return counts
 
 
@@ -342,23 +332,32 @@ async def remind_bookings(
             wait = _morning(client, reminders.company, reminders.night, moment.now)
         recipient = Recipient(item.client_id, item.key, context, item.branch_id, channels)
         groups[wait].append(recipient)
-    template = await reminders.library.get(session, BOOKING_TEMPLATE)
-    for wait, recipients in groups.items():
-        done = await enqueue(
-            session,
-            template,
-            recipients,
-            plan=reminders.plan,
-            kind=SERVICE,
-            now=moment.now,
-            not_before=wait,
-        )
-        counts["queued"] += done.queued
-        counts["duplicates"] += done.duplicates
+    await _queue(
+        session, reminders.library, BOOKING_TEMPLATE, reminders.plan, groups, moment, counts
+    )
     return counts
 
 
 # -------------------------------------------------------------------------------- shared
+
+
+async def _queue(
+    session: AsyncSession,
+    library: TemplateLibrary,
+    name: str,
+    plan: Sequence[str],
+    groups: Mapping[datetime | None, list[Recipient]],
+    moment: Moment,
+    counts: Counter[str],
+) -> None:
+    """Queue the reminders as service messages, each group at its time (None: now)."""
+    template = await library.get(session, name)
+    for wait, recipients in groups.items():
+        done = await enqueue(
+            session, template, recipients, plan=plan, kind=SERVICE, now=moment.now, not_before=wait
+        )
+        counts["queued"] += done.queued
+        counts["duplicates"] += done.duplicates
 
 
 def _concat(*parts: Any) -> ColumnElement[str]:
