@@ -489,3 +489,13 @@ async def test_config_names_the_key_of_a_bad_service_or_hours(db: Database) -> N
     assert (vl.zone, vl.bays) == (ZoneInfo("Asia/Vladivostok"), 4)
     assert vl.week[:2] == ((time(8), time(20)), None)
     assert vl.week[5] == (time(10), time(16))
+
+
+def test_a_country_without_a_holiday_calendar_works_its_plain_week() -> None:
+    """Ascension Island (AC) is a phone region the `holidays` package has no calendar for:
+    the branch works its week; Russia's 8 March is a day off, Ascension's is not."""
+    russian = BranchHours(code="main", name="Автосервис", zone=MOSCOW)
+    ascension = BranchHours(code="main", name="Ascension", zone=MOSCOW, country="AC")
+    monday = date(2027, 3, 8)
+    assert russian.hours_on(monday) is None
+    assert ascension.hours_on(monday) == (time(9), time(18))
