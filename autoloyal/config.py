@@ -60,6 +60,14 @@ def _clock_time(value: str) -> str:
 
 ClockTime = Annotated[str, AfterValidator(_clock_time)]
 """A local time of day, "HH:MM"."""
+
+
+def clock_time(text: str) -> time:
+    """A checked "HH:MM" (`ClockTime`) as a time of day."""
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
 Slug = Annotated[str, AfterValidator(_slug)]
 """A code or name in config: lowercase latin letters, digits, '-' and '_'."""
 ChannelPlan = Annotated[tuple[str, ...], AfterValidator(_plan)]

@@ -16,7 +16,11 @@ from gateway.quiet import QuietHours
 if TYPE_CHECKING:
     # Only survey invitations need these, and they pull in the channels and Jinja2: a
     # command that counts a segment should not pay for them (tests/test_cli_startup.py).
+    from autoloyal.config import OccasionSettings
     from crm.booking import BookingNotices, BookingRules
+    from crm.notices import Notices
+    from crm.occasions import Occasion
+    from crm.reminders import BookingReminders, MaintenanceReminders
     from crm.surveys import SurveyInvites
     from crm.templates import TemplateLibrary
 
@@ -172,3 +176,79 @@ def booking_notices(settings: Settings, library: TemplateLibrary) -> BookingNoti
     from crm.booking import BookingNotices
 
     return BookingNotices(library, company_info(settings), settings.booking.channels)
+
+
+def bonus_notices(settings: Settings) -> Notices:
+    """How bonus notices (expiring, accrued) go out, from `[bonuses]` and `[company]`."""
+    from autoloyal.messaging import company_info, template_library
+    from crm.notices import Notices
+
+    return Notices(
+        library=template_library(settings),
+        company=company_info(settings),
+        plan=settings.bonuses.notice_channels,
+        night=settings.company.quiet,
+    )
+
+
+def maintenance_reminders(settings: Settings) -> MaintenanceReminders:
+    from autoloyal.messaging import company_info, template_library
+    from crm.reminders import MaintenanceReminders
+
+    section = settings.reminders
+    return MaintenanceReminders(
+        library=template_library(settings),
+        company=company_info(settings),
+        plan=section.maintenance_channels,
+        days_before=section.maintenance_days_before,
+        again_after_days=section.maintenance_again_after_days,
+        night=settings.company.quiet,
+    )
+
+
+def booking_reminders(settings: Settings) -> BookingReminders:
+    from autoloyal.config import clock_time
+    from autoloyal.messaging import company_info, template_library
+    from crm.reminders import BookingReminders
+
+    section = settings.reminders
+    at = section.booking_day_before_at
+    return BookingReminders(
+        library=template_library(settings),
+        company=company_info(settings),
+        plan=section.booking_channels,
+        day_before_at=clock_time(at) if at else None,
+        hours_before=timedelta(hours=section.booking_hours_before),
+        night=settings.company.quiet,
+    )
+
+
+def occasions(settings: Settings) -> list[Occasion]:
+    """The enabled `[[occasion]]`s, defaults filled in: a birthday's gift is `[bonuses]
+    birthday` for `birthday_valid_days`; another gift lasts as long as bonuses do."""
+    return [occasion_of(section, settings) for section in settings.occasion if section.enabled]
+
+
+def occasion_of(section: OccasionSettings, settings: Settings) -> Occasion:
+    from autoloyal.config import clock_time
+    from crm.occasions import BIRTHDAY_RULE, Occasion
+
+    bonuses = settings.bonuses
+    gift, valid_days = section.gift, section.gift_valid_days
+    if section.date == BIRTHDAY_RULE:
+        gift = gift if gift is not None else (bonuses.birthday or None)
+        valid_days = valid_days if valid_days is not None else bonuses.birthday_valid_days
+    elif valid_days is None:
+        valid_days = bonuses.expire_after_days
+    return Occasion(
+        code=section.code,
+        template=section.template,
+        rule=section.date,
+        audience=section.audience,
+        days_before=section.days_before,
+        at=clock_time(section.at),
+        gift=gift,
+        gift_valid_days=valid_days or None,
+        channels=section.channels,
+        kind=section.kind,
+    )

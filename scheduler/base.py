@@ -11,7 +11,7 @@ missing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -59,6 +59,10 @@ class JobResult:
     def add(self, what: str, n: int = 1) -> None:
         if n:
             self.counts[what] += n
+
+    def add_all(self, counts: Mapping[str, int]) -> None:
+        for what, n in counts.items():
+            self.add(what, n)
 
     def summary(self) -> str:
         return ", ".join(f"{what} {n}" for what, n in sorted(self.counts.items())) or "nothing"

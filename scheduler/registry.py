@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from datetime import time
 
-from autoloyal.config import DEFAULT_JOB_TIMES, Settings
+from autoloyal.config import DEFAULT_JOB_TIMES, Settings, clock_time
 from scheduler.base import Daily, Every, Job, JobFunction, Replay, Schedule
 
 
@@ -42,8 +41,7 @@ class UnknownJob(LookupError):
 def schedule_of(settings: Settings, name: str) -> Schedule:
     timing = settings.scheduler.timing(name)
     if timing.at is not None:
-        hours, minutes = timing.at.split(":")
-        return Daily(time(int(hours), int(minutes)))
+        return Daily(clock_time(timing.at))
     assert timing.every_minutes is not None
     return Every(timing.every_minutes)
 

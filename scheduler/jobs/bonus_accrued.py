@@ -6,20 +6,9 @@ in the last days (crm.notices.NEWS_DAYS). Off with `[bonuses] accrued_notice = f
 
 from __future__ import annotations
 
-from autoloyal.config import Settings
-from autoloyal.messaging import company_info, template_library
-from crm.notices import Notices, notify_accruals
+from autoloyal.rules import bonus_notices
+from crm.notices import notify_accruals
 from scheduler.base import JobContext, JobResult
-
-
-def bonus_notices(settings: Settings) -> Notices:
-    """How bonus notices go out, from `[bonuses]` and `[company]`."""
-    return Notices(
-        library=template_library(settings),
-        company=company_info(settings),
-        plan=settings.bonuses.notice_channels,
-        night=settings.company.quiet,
-    )
 
 
 async def run(ctx: JobContext, result: JobResult) -> None:

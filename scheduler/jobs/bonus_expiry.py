@@ -7,11 +7,11 @@ expiring_warn_days` days gets `bonus_expiring`, once per client and expiry date.
 
 from __future__ import annotations
 
+from autoloyal.rules import bonus_notices
 from crm.bonuses.expiry import expire_due
 from crm.clock import Moment
 from crm.notices import Expiry, expiry_preview, warn_expiring
 from scheduler.base import JobContext, JobResult
-from scheduler.jobs.bonus_accrued import bonus_notices
 
 
 async def run(ctx: JobContext, result: JobResult) -> None:

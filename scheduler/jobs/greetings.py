@@ -14,14 +14,13 @@ the run fails after them, so it is run again and greets only those still missing
 from __future__ import annotations
 
 import logging
-from datetime import date, time
+from datetime import date
 from pathlib import Path
 
-from autoloyal.config import OccasionSettings, Settings
+from autoloyal.config import Settings
 from autoloyal.messaging import company_info, link_signer, opt_out, template_library
-from autoloyal.rules import segment_context
+from autoloyal.rules import occasions, segment_context
 from crm.occasions import (
-    BIRTHDAY_RULE,
     GreetedPage,
     Greeting,
     Occasion,
@@ -70,35 +69,6 @@ def _library(settings: Settings) -> TemplateLibrary:
     if library is None:
         library = _LIBRARIES[key] = template_library(settings)
     return library
-
-
-def occasions(settings: Settings) -> list[Occasion]:
-    """The enabled occasions, defaults filled in: a birthday's gift is `[bonuses] birthday`
-    for `birthday_valid_days`; another gift lasts as long as bonuses do."""
-    return [occasion_of(section, settings) for section in settings.occasion if section.enabled]
-
-
-def occasion_of(section: OccasionSettings, settings: Settings) -> Occasion:
-    bonuses = settings.bonuses
-    gift, valid_days = section.gift, section.gift_valid_days
-    if section.date == BIRTHDAY_RULE:
-        gift = gift if gift is not None else (bonuses.birthday or None)
-        valid_days = valid_days if valid_days is not None else bonuses.birthday_valid_days
-    elif valid_days is None:
-        valid_days = bonuses.expire_after_days
-    hours, minutes = section.at.split(":")
-    return Occasion(
-        code=section.code,
-        template=section.template,
-        rule=section.date,
-        audience=section.audience,
-        days_before=section.days_before,
-        at=time(int(hours), int(minutes)),
-        gift=gift,
-        gift_valid_days=valid_days or None,
-        channels=section.channels,
-        kind=section.kind,
-    )
 
 
 async def greet(

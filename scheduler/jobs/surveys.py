@@ -17,5 +17,4 @@ async def run(ctx: JobContext, result: JobResult) -> None:
     while after is not None:
         async with ctx.session() as session:
             after, counts = await invite_posted_visits(session, invites, ctx.moment, after=after)
-        for what, n in counts.items():
-            result.add(what, n)
+        result.add_all(counts)
